@@ -1,0 +1,175 @@
+"""The ``nodeprune`` command. Flags for ``discover`` are generated from DiscoveryConfig,
+so every hyperparameter has one and can also come from a TOML file (``--config``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .config import DiscoveryConfig, load_toml
+from .errors import NodepruneError
+from .granularity import GRANULARITIES
+
+HELP = {
+    "model": "smollm2-135m (offline default), a Hugging Face hub name, a folder or a .gguf file",
+    "task": "built-in task name (see `nodeprune tasks`)",
+    "task_file": "JSONL file of prompt pairs (a custom task)",
+    "ablation": "what pruned nodes take: corrupted (default), mean or zero",
+    "granularities": "comma-separated granularities to gate (default: all)",
+    "lam": "weight of sparsity vs faithfulness, in [0, 1]",
+    "sparsity_warmup": "fraction of steps over which lam ramps up from 0",
+    "margin_weight": "weight of the task-margin term in the faithfulness loss",
+    "init_log_alpha": "mean initial gate log-alpha (higher = gates start more open)",
+    "init_spread": "half-width of the uniform spread around init_log_alpha",
+    "filter": "keep only examples the full model answers correctly",
+    "device": "cpu, cuda, cuda:1, mps ...",
+    "dtype": "float32, bfloat16 or float16 model weights (gates stay fp32)",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = DiscoveryConfig()
+    for f in fields(DiscoveryConfig):
+        default = getattr(defaults, f.name)
+        helptext = HELP.get(f.name, f.name.replace("_", " "))
+        if f.name == "lam_g":
+            for g in GRANULARITIES:
+                parser.add_argument(
+                    _flag(f"lam_{g}"), dest=f"lam_g.{g}", type=float, default=argparse.SUPPRESS,
+                    help=f"sparsity weight lam_g of {g} (default {default[g]})",
+                )
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, list):
+            kwargs["type"] = lambda s: [x for x in s.split(",") if x]
+        elif f.name == "task_file":
+            kwargs["type"] = str
+        else:
+            kwargs["type"] = type(default)
+        shown = ",".join(default) if isinstance(default, list) else default
+        parser.add_argument(_flag(f.name), help=f"{helptext} (default {shown})", **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> DiscoveryConfig:
+    """Defaults, then the TOML file, then flags given on the command line."""
+    data: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        data.update(load_toml(args.config))
+        source = str(args.config)
+    else:
+        source = "config"
+    lam_g = dict(data.get("lam_g", {}))
+    for key, value in vars(args).items():
+        if key.startswith("lam_g."):
+            lam_g[key.split(".", 1)[1]] = value
+        elif key in {f.name for f in fields(DiscoveryConfig)}:
+            data[key] = value
+    if lam_g:
+        data["lam_g"] = lam_g
+    return DiscoveryConfig.from_dict(data, source=source).validate()
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from .discovery import Discovery
+    from .models import load_model
+    from .summary import circuit_summary
+
+    cfg = config_from_args(args)
+    out = Path(args.out or f"runs/{cfg.task}")
+    target = out / "circuit.json"
+    if target.exists() and not args.overwrite:
+        raise NodepruneError(f"{target} exists; pass --overwrite to replace it")
+    print(f"loading {cfg.model} ...", file=sys.stderr)
+    loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    discovery = Discovery(loaded, cfg)
+    counts = discovery.data.counts
+    print(
+        "examples kept after filtering (the full model must answer correctly): "
+        + ", ".join(f"{s} {c['kept']}/{c['generated']}" for s, c in counts.items()),
+        file=sys.stderr,
+    )
+    circuit = discovery.run(progress=not args.quiet)
+    circuit.save(target)
+    print(circuit_summary(circuit))
+    print(f"\nwrote {target}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .circuit import Circuit
+    from .evaluation import evaluate_circuit
+    from .models import load_model
+    from .summary import metrics_table
+
+    circuit = Circuit.load(args.circuit)
+    cfg = circuit.config
+    loaded = load_model(
+        circuit.model, dtype=cfg.get("dtype", "float32"), device=args.device or cfg.get("device", "cpu")
+    )
+    metrics = evaluate_circuit(loaded, circuit, seed=args.seed, n_test=args.n)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print(metrics_table(metrics))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks import TASKS
+
+    for name, cls in TASKS.items():
+        print(f"{name:<18}{cls.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodeprune", description="Circuit discovery by multi-granular node pruning."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("discover", help="find a circuit for a task on a model")
+    p.add_argument("--config", help="TOML file with any of the flags below as keys")
+    p.add_argument("--out", help="output folder (default runs/TASK)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing circuit.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("evaluate", help="recompute a saved circuit's metrics")
+    p.add_argument("circuit", help="path to circuit.json")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--seed", type=int, help="draw fresh test prompts with this seed")
+    p.add_argument("--n", type=int, help="number of test prompts to draw")
+    p.add_argument("--device", help="override the device")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tasks", help="list the built-in tasks")
+    p.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NodepruneError as exc:
+        print(f"nodeprune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nodeprune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

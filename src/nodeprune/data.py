@@ -1,0 +1,125 @@
+"""Tokenised prompt pairs, padded on the right, with per-example answer positions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .errors import NodepruneError
+
+if TYPE_CHECKING:
+    from .tasks.base import Example
+
+
+@dataclass
+class PromptBatch:
+    clean_ids: Tensor  # [B, T]
+    corrupted_ids: Tensor  # [B, T], aligned token by token with clean_ids
+    attention_mask: Tensor  # [B, T], 1 for real tokens (right padding)
+    answer_pos: Tensor  # [B], position whose next-token prediction is scored
+    answer_ids: Tensor  # [B]
+    distractor_ids: Tensor  # [B]
+    extras: dict[str, Tensor] = field(default_factory=dict)  # task-specific, [B, ...]
+
+    def __len__(self) -> int:
+        return int(self.clean_ids.shape[0])
+
+    def _tensor_fields(self) -> list[str]:
+        return [f.name for f in fields(self) if f.name != "extras"]
+
+    def select(self, index: Tensor | slice) -> PromptBatch:
+        """A sub-batch, trimmed to its own longest prompt."""
+        parts = {name: getattr(self, name)[index] for name in self._tensor_fields()}
+        extras = {k: v[index] for k, v in self.extras.items()}
+        batch = PromptBatch(**parts, extras=extras)
+        width = int(batch.attention_mask.sum(1).max()) if len(batch) else 0
+        return replace(
+            batch,
+            clean_ids=batch.clean_ids[:, :width],
+            corrupted_ids=batch.corrupted_ids[:, :width],
+            attention_mask=batch.attention_mask[:, :width],
+        )
+
+    def to(self, device: torch.device | str) -> PromptBatch:
+        parts = {name: getattr(self, name).to(device) for name in self._tensor_fields()}
+        return PromptBatch(**parts, extras={k: v.to(device) for k, v in self.extras.items()})
+
+    def batches(self, size: int) -> list[PromptBatch]:
+        return [self.select(slice(i, i + size)) for i in range(0, len(self), size)]
+
+
+def single_token_id(tokenizer: object, text: str) -> int | None:
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
+
+
+def encode_examples(examples: Sequence[Example], tokenizer: object) -> PromptBatch:
+    """Tokenise prompt pairs; answers must be single tokens, pairs equally long."""
+    if not examples:
+        raise NodepruneError("no examples to encode")
+    clean, corrupted, answers, distractors = [], [], [], []
+    for i, ex in enumerate(examples):
+        c = tokenizer.encode(ex.clean)
+        k = tokenizer.encode(ex.corrupted)
+        if len(c) != len(k):
+            raise NodepruneError(
+                f"example {i}: clean and corrupted prompts tokenize to {len(c)} and {len(k)} "
+                f"tokens ({ex.clean!r} / {ex.corrupted!r}); interchange ablation needs them "
+                "aligned token by token: use replacements of equal token length"
+            )
+        if len(c) == 0:
+            raise NodepruneError(f"example {i}: the clean prompt is empty")
+        ids = []
+        for label, text in (("answer", ex.answer), ("distractor", ex.distractor)):
+            tok = single_token_id(tokenizer, text)
+            if tok is None:
+                raise NodepruneError(
+                    f"example {i}: {label} {text!r} is not a single token for this tokenizer "
+                    f"({tokenizer.encode(text, add_special_tokens=False)}); "
+                    "answers must be one token (mind the leading space)"
+                )
+            ids.append(tok)
+        clean.append(c)
+        corrupted.append(k)
+        answers.append(ids[0])
+        distractors.append(ids[1])
+    width = max(len(c) for c in clean)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n = len(examples)
+    clean_ids = torch.full((n, width), pad, dtype=torch.long)
+    corrupted_ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, (c, k) in enumerate(zip(clean, corrupted, strict=True)):
+        clean_ids[i, : len(c)] = torch.tensor(c)
+        corrupted_ids[i, : len(k)] = torch.tensor(k)
+        mask[i, : len(c)] = 1
+    return PromptBatch(
+        clean_ids=clean_ids,
+        corrupted_ids=corrupted_ids,
+        attention_mask=mask,
+        answer_pos=mask.sum(1) - 1,
+        answer_ids=torch.tensor(answers),
+        distractor_ids=torch.tensor(distractors),
+    )
+
+
+def concat_batches(batches: Sequence[PromptBatch]) -> PromptBatch:
+    """Join batches, padding each to the widest."""
+    width = max(b.clean_ids.shape[1] for b in batches)
+
+    def pad(t: Tensor, value: int) -> Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    return PromptBatch(
+        clean_ids=torch.cat([pad(b.clean_ids, 0) for b in batches]),
+        corrupted_ids=torch.cat([pad(b.corrupted_ids, 0) for b in batches]),
+        attention_mask=torch.cat([pad(b.attention_mask, 0) for b in batches]),
+        answer_pos=torch.cat([b.answer_pos for b in batches]),
+        answer_ids=torch.cat([b.answer_ids for b in batches]),
+        distractor_ids=torch.cat([b.distractor_ids for b in batches]),
+        extras={k: torch.cat([b.extras[k] for b in batches]) for k in batches[0].extras},
+    )

@@ -1,0 +1,203 @@
+"""The discovery loop: train gate logits on a frozen model, then read off the circuit."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .ablations import Ablator
+from .circuit import Circuit, full_masks, make_consistent
+from .config import DiscoveryConfig
+from .evaluation import evaluate_gates
+from .gates import GateSet
+from .intervention import GatedModel
+from .models import LoadedModel
+from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
+from .task_data import TaskData, build_task_data
+from .tasks import Task, get_task
+
+SHORT = {
+    "embedding": "emb",
+    "layer": "lay",
+    "attention_block": "attn",
+    "mlp_block": "mlp",
+    "attention_head": "head",
+    "attention_neuron": "an",
+    "mlp_neuron": "mn",
+    "mlp_output": "mo",
+}
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    kl: float
+    sparsity: float
+    lam: float
+    kept: dict[str, float] = field(default_factory=dict)
+
+
+class Discovery:
+    """One discovery run; its state (gates, optimizer, schedule, RNG) is all here."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: DiscoveryConfig,
+        task: Task | None = None,
+        data: TaskData | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.loaded = loaded
+        self.task = task or get_task(config.task)
+        torch.manual_seed(config.seed)
+        self.gated = GatedModel(loaded)
+        sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
+        self.data = data or build_task_data(
+            self.gated, self.task, sizes, config.seed, config.filter, config.eval_batch_size
+        )
+        self.ablator = Ablator(config.ablation, self.gated).fit(
+            self.data.train, config.eval_batch_size
+        )
+        device = loaded.device
+        self.gates = GateSet(
+            loaded.dims, config.granularities, config.init_log_alpha, config.init_spread,
+            config.seed,
+        ).to(device)
+        self.optimizer = torch.optim.AdamW(
+            self.gates.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.order = torch.empty(0, dtype=torch.long)
+        self.cursor = 0
+        self.history: list[StepLog] = []
+        self.full_logprobs = self._reference_logprobs()
+        self.train_seconds = 0.0
+
+    @torch.no_grad()
+    def _reference_logprobs(self) -> torch.Tensor:
+        """The full model's next-token log-probs on the train prompts, computed once."""
+        parts = []
+        for part in self.data.train.batches(self.config.eval_batch_size):
+            part = part.to(self.loaded.device)
+            logits = self.gated.plain_logits(part.clean_ids, part.attention_mask, part.answer_pos)
+            parts.append(torch.log_softmax(logits, -1))
+        return torch.cat(parts)
+
+    def _next_indices(self) -> torch.Tensor:
+        n = len(self.data.train)
+        size = min(self.config.batch_size, n)
+        if self.cursor + size > len(self.order):
+            self.order = torch.randperm(n, generator=self.generator)
+            self.cursor = 0
+        idx = self.order[self.cursor : self.cursor + size]
+        self.cursor += size
+        return idx
+
+    def train_step(self) -> StepLog:
+        cfg = self.config
+        idx = self._next_indices()
+        batch = self.data.train.select(idx).to(self.loaded.device)
+        ablated = self.ablator.values(batch)
+        gates = self.gates.sample(self.generator)
+        logits = self.gated.gated_logits(
+            batch.clean_ids, batch.attention_mask, batch.answer_pos, gates, ablated
+        )
+        kl = kl_full_to_circuit(self.full_logprobs[idx.to(logits.device)], logits).mean()
+        faithfulness = kl
+        if cfg.margin_weight > 0:
+            # The margin pushes the circuit's task metric up, not only towards the full model.
+            faithfulness = faithfulness - cfg.margin_weight * self.task.metric(logits, batch).mean()
+        sparsity = sparsity_penalty(self.gates.expected_l0(), self.gates.sizes(), cfg.lam_g)
+        lam_now = sparsity_weight(self.step, cfg.steps, cfg.lam, cfg.sparsity_warmup)
+        loss = total_loss(faithfulness, sparsity, cfg.lam, lam_now)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.gates.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.gates.clamp_()
+        self.step += 1
+        log = StepLog(
+            self.step, loss.item(), kl.item(), sparsity.item(), lam_now, self.kept_fractions()
+        )
+        self.history.append(log)
+        return log
+
+    @torch.no_grad()
+    def kept_fractions(self) -> dict[str, float]:
+        return {g: float((la > 0).float().mean()) for g, la in self.gates.log_alphas().items()}
+
+    def run(self, progress: bool = True, on_step: Callable[[Discovery], None] | None = None) -> Circuit:
+        bar = tqdm(
+            total=self.config.steps, initial=self.step, desc="discover", disable=not progress,
+            dynamic_ncols=True,
+        )
+        start = time.perf_counter()
+        while self.step < self.config.steps:
+            log = self.train_step()
+            bar.update(1)
+            bar.set_postfix_str(
+                f"loss {log.loss:.3f} kl {log.kl:.3f} "
+                + " ".join(f"{SHORT[g]} {v:.2f}" for g, v in log.kept.items())
+            )
+            if on_step is not None:
+                on_step(self)
+        bar.close()
+        self.train_seconds += time.perf_counter() - start
+        return self.circuit()
+
+    def final_masks(self) -> dict[str, torch.Tensor]:
+        """Deterministic gate > 0.5 (log-alpha > 0), made hierarchically consistent."""
+        masks = full_masks(self.loaded.dims)
+        with torch.no_grad():
+            for g, la in self.gates.log_alphas().items():
+                masks[g] = (la > 0).cpu()
+        return make_consistent(masks, self.gates.enabled)
+
+    def circuit(self) -> Circuit:
+        cfg = self.config
+        c = Circuit(
+            model=cfg.model,
+            task=self.task.name,
+            ablation=cfg.ablation,
+            seed=cfg.seed,
+            dims=self.loaded.dims,
+            masks=self.final_masks(),
+            enabled=list(self.gates.enabled),
+            config=cfg.to_dict(),
+            model_revision=self.loaded.revision,
+        )
+        c.metrics = evaluate_gates(
+            self.gated, self.ablator, self.task, self.data.test,
+            c.gate_values(self.gates.log_alpha), cfg.eval_batch_size,
+        )
+        c.extra = {
+            "data": self.data.counts,
+            "train_seconds": round(self.train_seconds, 2),
+            "history": [
+                {"step": h.step, "loss": h.loss, "kl": h.kl, "kept": h.kept}
+                for h in self.history[:: max(1, len(self.history) // 100)]
+            ],
+        }
+        return c
+
+
+def discover(
+    loaded: LoadedModel, config: DiscoveryConfig | None = None, progress: bool = True, **overrides
+) -> Circuit:
+    """Find a circuit: ``nodeprune.discover(nodeprune.load_model(), task="ioi")``."""
+    cfg = config or DiscoveryConfig(model=loaded.name)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return Discovery(loaded, cfg).run(progress=progress)

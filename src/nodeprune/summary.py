@@ -1,0 +1,51 @@
+"""Plain-text summary tables for the terminal."""
+
+from __future__ import annotations
+
+from .circuit import Circuit
+from .granularity import GRANULARITIES
+
+METRIC_LABELS = {
+    "kl": "KL(full || circuit)",
+    "logit_diff": "logit diff, circuit",
+    "logit_diff_full": "logit diff, full model",
+    "logit_diff_ablated": "logit diff, all ablated",
+    "normalized_faithfulness": "normalized faithfulness",
+    "accuracy": "accuracy",
+    "exact_match": "top-1 match with full model",
+    "n": "test prompts",
+}
+
+
+def granularity_table(circuit: Circuit) -> str:
+    rows = [f"{'granularity':<18}{'kept':>9}{'total':>9}{'kept %':>9}"]
+    for g in GRANULARITIES:
+        if g not in circuit.enabled:
+            rows.append(f"{g:<18}{'(off)':>9}{circuit.total(g):>9}{'':>9}")
+            continue
+        kept, total = circuit.kept(g), circuit.total(g)
+        rows.append(f"{g:<18}{kept:>9}{total:>9}{100 * kept / total:>8.1f}%")
+    return "\n".join(rows)
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    rows = []
+    for key, label in METRIC_LABELS.items():
+        if key in metrics:
+            value = metrics[key]
+            text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+            rows.append(f"{label:<30}{text:>12}")
+    return "\n".join(rows)
+
+
+def circuit_summary(circuit: Circuit) -> str:
+    head = (
+        f"circuit for task {circuit.task!r} on {circuit.model} "
+        f"(ablation: {circuit.ablation}, seed {circuit.seed})"
+    )
+    warn = ""
+    if circuit.is_empty():
+        warn = "\nWARNING: the circuit is empty (everything pruned): lower lam or the lam_g weights."
+    elif circuit.is_full():
+        warn = "\nWARNING: nothing was pruned: raise lam, the lam_g weights, lr or steps."
+    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics_table(circuit.metrics)}{warn}"

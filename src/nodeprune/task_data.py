@@ -1,0 +1,82 @@
+"""Train/validation/test splits of a task, tokenised and filtered by the full model."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from .data import PromptBatch, encode_examples
+from .errors import NodepruneError
+from .intervention import GatedModel
+from .tasks.base import Example, Task
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class TaskData:
+    train: PromptBatch
+    validation: PromptBatch | None
+    test: PromptBatch
+    #: per split: examples generated, and kept after filtering
+    counts: dict[str, dict[str, int]]
+
+
+def generate_split(task: Task, split: str, n: int, seed: int, tokenizer: object) -> list[Example]:
+    # Each split has its own RNG stream, so changing one size leaves the others alone.
+    return task.generate(n, random.Random(f"{task.name}/{split}/{seed}"), tokenizer)
+
+
+@torch.no_grad()
+def keep_correct(
+    gated: GatedModel, task: Task, batch: PromptBatch, batch_size: int
+) -> PromptBatch:
+    """The examples that the full model answers correctly."""
+    device = gated.loaded.device
+    keep = []
+    for part in batch.batches(batch_size):
+        part = part.to(device)
+        logits = gated.plain_logits(part.clean_ids, part.attention_mask, part.answer_pos)
+        keep.append(task.correct(logits, part).cpu())
+    index = torch.cat(keep).nonzero().flatten()
+    return batch.select(index)
+
+
+def build_task_data(
+    gated: GatedModel,
+    task: Task,
+    sizes: dict[str, int],
+    seed: int,
+    filter_correct: bool = True,
+    batch_size: int = 32,
+) -> TaskData:
+    tokenizer = gated.loaded.tokenizer
+    out: dict[str, PromptBatch | None] = {}
+    counts: dict[str, dict[str, int]] = {}
+    train_prompts: set[str] = set()
+    for split in SPLITS:
+        n = sizes.get(split, 0)
+        if n <= 0:
+            out[split] = None
+            continue
+        examples = generate_split(task, split, n, seed, tokenizer)
+        if split == "train":
+            train_prompts = {e.clean for e in examples}
+        else:  # held-out prompts are never trained on
+            examples = [e for e in examples if e.clean not in train_prompts] or examples
+        batch = encode_examples(examples, tokenizer)
+        generated = len(batch)
+        if filter_correct:
+            batch = keep_correct(gated, task, batch, batch_size)
+        counts[split] = {"generated": generated, "kept": len(batch)}
+        if len(batch) == 0:
+            raise NodepruneError(
+                f"the model answers none of the {generated} {split} examples of task "
+                f"{task.name!r} correctly, so nothing is left to find a circuit for; use a "
+                "model that can do the task, or pass --no-filter to keep all examples"
+            )
+        out[split] = batch
+    assert out["train"] is not None and out["test"] is not None
+    return TaskData(out["train"], out["validation"], out["test"], counts)

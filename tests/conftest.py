@@ -1,0 +1,93 @@
+"""Tiny randomly initialised models of each supported family, built in-process."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from nodeprune.models import LoadedModel, wrap_model
+from nodeprune.tasks.ioi import NAMES, OBJECTS, PLACES, TEMPLATES_ABBA
+
+VOCAB = 512
+
+
+def _corpus() -> list[str]:
+    rng = random.Random(0)
+    lines = []
+    for _ in range(400):
+        a, b = rng.sample(NAMES, 2)
+        t = rng.choice(TEMPLATES_ABBA)
+        lines.append(t.format(A=a, B=b, PLACE=rng.choice(PLACES), OBJECT=rng.choice(OBJECTS)))
+    # Every name alone with its leading space, so each becomes one token.
+    lines += [" " + " ".join(NAMES)] * 20
+    return lines
+
+
+def build_tokenizer(vocab_size: int = VOCAB) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in-process on task-like text."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    fast.pad_token = fast.eos_token
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return build_tokenizer()
+
+
+def tiny_config(family: str):
+    common = dict(vocab_size=VOCAB)
+    if family == "gpt2":
+        return GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=64, **common)
+    if family == "gpt_neox":
+        return GPTNeoXConfig(
+            num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64,
+            max_position_embeddings=64, rotary_pct=0.5, **common,
+        )
+    if family == "llama":
+        return LlamaConfig(
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
+            intermediate_size=48, max_position_embeddings=64, **common,
+        )
+    raise ValueError(family)
+
+
+MODEL_CLASSES = {"gpt2": GPT2LMHeadModel, "gpt_neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM}
+FAMILIES = tuple(MODEL_CLASSES)
+
+
+def tiny_model(family: str, tokenizer, seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    model = MODEL_CLASSES[family](tiny_config(family))
+    return wrap_model(model, tokenizer, f"tiny-{family}")
+
+
+@pytest.fixture(params=FAMILIES)
+def family_model(request, tokenizer) -> LoadedModel:
+    return tiny_model(request.param, tokenizer)
+
+
+@pytest.fixture
+def llama_model(tokenizer) -> LoadedModel:
+    return tiny_model("llama", tokenizer)
