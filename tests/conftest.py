@@ -62,13 +62,23 @@ def tiny_config(family: str):
         return GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=64, **common)
     if family == "gpt_neox":
         return GPTNeoXConfig(
-            num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64,
-            max_position_embeddings=64, rotary_pct=0.5, **common,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            hidden_size=32,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            rotary_pct=0.5,
+            **common,
         )
     if family == "llama":
         return LlamaConfig(
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
-            intermediate_size=48, max_position_embeddings=64, **common,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            hidden_size=32,
+            intermediate_size=48,
+            max_position_embeddings=64,
+            **common,
         )
     raise ValueError(family)
 

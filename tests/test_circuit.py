@@ -55,8 +55,15 @@ def _circuit():
     masks["mlp_neuron"][0, 2] = False
     masks = make_consistent(masks, ALL)
     return Circuit(
-        model="tiny", task="ioi", ablation="corrupted", seed=3, dims=DIMS, masks=masks,
-        enabled=ALL, config={"lam": 0.9}, metrics={"kl": 0.1, "n": 4},
+        model="tiny",
+        task="ioi",
+        ablation="corrupted",
+        seed=3,
+        dims=DIMS,
+        masks=masks,
+        enabled=ALL,
+        config={"lam": 0.9},
+        metrics={"kl": 0.1, "n": 4},
     )
 
 
@@ -64,11 +71,23 @@ def test_json_round_trip(tmp_path):
     c = _circuit()
     path = c.save(tmp_path / "c.json")
     data = json.loads(path.read_text())
-    for key in ("format_version", "model", "task", "ablation", "seed", "config",
-                "granularities", "metrics", "versions"):
+    for key in (
+        "format_version",
+        "model",
+        "task",
+        "ablation",
+        "seed",
+        "config",
+        "granularities",
+        "metrics",
+        "versions",
+    ):
         assert key in data
     assert data["granularities"]["attention_head"] == {
-        "enabled": True, "kept": 3, "total": 4, "per_layer": [2, 1]
+        "enabled": True,
+        "kept": 3,
+        "total": 4,
+        "per_layer": [2, 1],
     }
     back = Circuit.load(path)
     for g in GRANULARITIES:

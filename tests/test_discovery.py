@@ -11,8 +11,17 @@ from nodeprune.evaluation import evaluate_circuit
 
 
 def _config(**kw):
-    base = dict(model="tiny", steps=30, n_train=24, n_val=0, n_test=12, filter=False,
-                batch_size=8, lr=0.1, eval_batch_size=16)
+    base = dict(
+        model="tiny",
+        steps=30,
+        n_train=24,
+        n_val=0,
+        n_test=12,
+        filter=False,
+        batch_size=8,
+        lr=0.1,
+        eval_batch_size=16,
+    )
     base.update(kw)
     return DiscoveryConfig(**base)
 

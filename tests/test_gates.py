@@ -43,7 +43,9 @@ def test_expected_l0_is_probability_of_nonzero():
     empirical = (z > 0).float().mean()
     analytic = expected_l0(la[:1])
     assert abs(float(empirical) - float(analytic)) < 0.01
-    assert float(analytic) == float(torch.sigmoid(torch.tensor(0.7) - BETA * math.log(-GAMMA / ZETA)))
+    assert float(analytic) == float(
+        torch.sigmoid(torch.tensor(0.7) - BETA * math.log(-GAMMA / ZETA))
+    )
 
 
 def test_gateset_shapes_and_gradient():

@@ -10,8 +10,8 @@ from nodeprune.ablations import Ablator
 from nodeprune.data import encode_examples
 from nodeprune.gates import GateSet
 from nodeprune.intervention import GatedModel
-from nodeprune.tasks.ioi import IOITask
 from nodeprune.task_data import generate_split
+from nodeprune.tasks.ioi import IOITask
 
 
 def _batch(loaded, n=6):
@@ -20,8 +20,19 @@ def _batch(loaded, n=6):
 
 
 def _open_gates(loaded):
-    gates = GateSet(loaded.dims, ["embedding", "layer", "attention_block", "mlp_block",
-                                  "attention_head", "attention_neuron", "mlp_neuron", "mlp_output"])
+    gates = GateSet(
+        loaded.dims,
+        [
+            "embedding",
+            "layer",
+            "attention_block",
+            "mlp_block",
+            "attention_head",
+            "attention_neuron",
+            "mlp_neuron",
+            "mlp_output",
+        ],
+    )
     return {g: torch.ones_like(v) for g, v in gates.deterministic().items()}
 
 
@@ -145,7 +156,12 @@ def test_embedding_gate(llama_model):
     batch = _batch(llama_model)
     gates = {g: torch.zeros(1) for g in ["embedding"]}
     store, h = _capture(gated, llama_model.adapter.embedding(llama_model.model), "output")
-    gated.gated_logits(batch.clean_ids, batch.attention_mask, batch.answer_pos, gates,
-                       Ablator("zero", gated).values(batch))
+    gated.gated_logits(
+        batch.clean_ids,
+        batch.attention_mask,
+        batch.answer_pos,
+        gates,
+        Ablator("zero", gated).values(batch),
+    )
     h.remove()
     assert torch.count_nonzero(store["x"]) == 0

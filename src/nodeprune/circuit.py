@@ -106,9 +106,9 @@ class Circuit:
 
     # -- persistence -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        from . import __version__
-
         import transformers
+
+        from . import __version__
 
         return {
             "format_version": FORMAT_VERSION,

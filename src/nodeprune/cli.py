@@ -43,7 +43,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "lam_g":
             for g in GRANULARITIES:
                 parser.add_argument(
-                    _flag(f"lam_{g}"), dest=f"lam_g.{g}", type=float, default=argparse.SUPPRESS,
+                    _flag(f"lam_{g}"),
+                    dest=f"lam_g.{g}",
+                    type=float,
+                    default=argparse.SUPPRESS,
                     help=f"sparsity weight lam_g of {g} (default {default[g]})",
                 )
             continue
@@ -114,7 +117,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     circuit = Circuit.load(args.circuit)
     cfg = circuit.config
     loaded = load_model(
-        circuit.model, dtype=cfg.get("dtype", "float32"), device=args.device or cfg.get("device", "cpu")
+        circuit.model,
+        dtype=cfg.get("dtype", "float32"),
+        device=args.device or cfg.get("device", "cpu"),
     )
     metrics = evaluate_circuit(loaded, circuit, seed=args.seed, n_test=args.n)
     if args.json:

@@ -33,6 +33,9 @@ SHORT = {
 }
 
 
+SCORED_GRANULARITIES = ("layer", "attention_block", "mlp_block", "attention_head")
+
+
 @dataclass
 class StepLog:
     step: int
@@ -67,14 +70,18 @@ class Discovery:
         )
         device = loaded.device
         self.gates = GateSet(
-            loaded.dims, config.granularities, config.init_log_alpha, config.init_spread,
+            loaded.dims,
+            config.granularities,
+            config.init_log_alpha,
+            config.init_spread,
             config.seed,
         ).to(device)
         self.optimizer = torch.optim.AdamW(
             self.gates.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+            self.optimizer,
+            lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)),
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
@@ -138,9 +145,14 @@ class Discovery:
     def kept_fractions(self) -> dict[str, float]:
         return {g: float((la > 0).float().mean()) for g, la in self.gates.log_alphas().items()}
 
-    def run(self, progress: bool = True, on_step: Callable[[Discovery], None] | None = None) -> Circuit:
+    def run(
+        self, progress: bool = True, on_step: Callable[[Discovery], None] | None = None
+    ) -> Circuit:
         bar = tqdm(
-            total=self.config.steps, initial=self.step, desc="discover", disable=not progress,
+            total=self.config.steps,
+            initial=self.step,
+            desc="discover",
+            disable=not progress,
             dynamic_ncols=True,
         )
         start = time.perf_counter()
@@ -179,11 +191,24 @@ class Discovery:
             model_revision=self.loaded.revision,
         )
         c.metrics = evaluate_gates(
-            self.gated, self.ablator, self.task, self.data.test,
-            c.gate_values(self.gates.log_alpha), cfg.eval_batch_size,
+            self.gated,
+            self.ablator,
+            self.task,
+            self.data.test,
+            c.gate_values(self.gates.log_alpha),
+            cfg.eval_batch_size,
         )
+        with torch.no_grad():
+            # Continuous scores (final log-alpha) of the coarse nodes, for ROC curves
+            # against reference circuits; neuron-level scores are too many to store.
+            scores = {
+                g: la.cpu().tolist()
+                for g, la in self.gates.log_alphas().items()
+                if g in SCORED_GRANULARITIES
+            }
         c.extra = {
             "data": self.data.counts,
+            "scores": scores,
             "train_seconds": round(self.train_seconds, 2),
             "history": [
                 {"step": h.step, "loss": h.loss, "kl": h.kl, "kept": h.kept}

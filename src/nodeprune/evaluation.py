@@ -92,7 +92,11 @@ def evaluate_circuit(
     try:
         sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}
         data = build_task_data(
-            gated, task, sizes, cfg.seed if seed is None else seed, cfg.filter,
+            gated,
+            task,
+            sizes,
+            cfg.seed if seed is None else seed,
+            cfg.filter,
             cfg.eval_batch_size,
         )
         ablator = Ablator(circuit.ablation, gated).fit(data.train, cfg.eval_batch_size)

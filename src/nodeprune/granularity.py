@@ -34,9 +34,7 @@ _ALL = (
     Granularity("layer", None, lambda d: (d.n_layers,), "a whole layer (attention and MLP)"),
     Granularity("attention_block", "layer", lambda d: (d.n_layers,), "a layer's attention"),
     Granularity("mlp_block", "layer", lambda d: (d.n_layers,), "a layer's MLP"),
-    Granularity(
-        "attention_head", "attention_block", lambda d: (d.n_layers, d.n_heads), "one head"
-    ),
+    Granularity("attention_head", "attention_block", lambda d: (d.n_layers, d.n_heads), "one head"),
     Granularity(
         "attention_neuron",
         "attention_head",

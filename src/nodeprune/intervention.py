@@ -75,9 +75,7 @@ class GatedModel:
     # -- hooks -----------------------------------------------------------------
     def _install(self) -> None:
         a, m = self.adapter, self.model
-        self._handles.append(
-            a.embedding(m).register_forward_hook(self._output_hook(("embed", 0)))
-        )
+        self._handles.append(a.embedding(m).register_forward_hook(self._output_hook(("embed", 0))))
         for i, layer in enumerate(a.layers(m)):
             self._handles.append(
                 a.attn_out_proj(layer).register_forward_pre_hook(self._input_hook(("attn_z", i)))
@@ -87,7 +85,9 @@ class GatedModel:
                     self._input_hook(("mlp_hidden", i))
                 )
             )
-            self._handles.append(a.mlp(layer).register_forward_hook(self._output_hook(("mlp_out", i))))
+            self._handles.append(
+                a.mlp(layer).register_forward_hook(self._output_hook(("mlp_out", i)))
+            )
 
     def _apply(self, key: SiteKey, x: Tensor) -> Tensor | None:
         if self._mode == "record":
@@ -126,7 +126,9 @@ class GatedModel:
         self._handles.clear()
 
     # -- forward passes -------------------------------------------------------------
-    def answer_logits(self, input_ids: Tensor, attention_mask: Tensor, answer_pos: Tensor) -> Tensor:
+    def answer_logits(
+        self, input_ids: Tensor, attention_mask: Tensor, answer_pos: Tensor
+    ) -> Tensor:
         """Logits [B, V] at each example's answer position; the LM head runs only there."""
         base = self.adapter.base_model(self.model)
         hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

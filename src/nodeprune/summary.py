@@ -45,7 +45,9 @@ def circuit_summary(circuit: Circuit) -> str:
     )
     warn = ""
     if circuit.is_empty():
-        warn = "\nWARNING: the circuit is empty (everything pruned): lower lam or the lam_g weights."
+        warn = (
+            "\nWARNING: the circuit is empty (everything pruned): lower lam or the lam_g weights."
+        )
     elif circuit.is_full():
         warn = "\nWARNING: nothing was pruned: raise lam, the lam_g weights, lr or steps."
     return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics_table(circuit.metrics)}{warn}"

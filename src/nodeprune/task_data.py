@@ -30,9 +30,7 @@ def generate_split(task: Task, split: str, n: int, seed: int, tokenizer: object)
 
 
 @torch.no_grad()
-def keep_correct(
-    gated: GatedModel, task: Task, batch: PromptBatch, batch_size: int
-) -> PromptBatch:
+def keep_correct(gated: GatedModel, task: Task, batch: PromptBatch, batch_size: int) -> PromptBatch:
     """The examples that the full model answers correctly."""
     device = gated.loaded.device
     keep = []

@@ -46,7 +46,9 @@ def single_token_words(tokenizer: object, words: tuple[str, ...] | list[str]) ->
 
 class IOITask(Task):
     name = "ioi"
-    description = "indirect object identification: 'When Mary and John ..., John gave it to' -> Mary"
+    description = (
+        "indirect object identification: 'When Mary and John ..., John gave it to' -> Mary"
+    )
     corruption = (
         "the three name slots are filled with three other distinct names (the 'ABC' "
         "distribution), so the prompt carries no indirect-object signal"
