@@ -102,7 +102,9 @@ class GatedModel:
         a = self._ablated.get(key)
         if a is None:
             return x * m
-        return a + m * (x - a)
+        # lerp(a, x, m) = a + m * (x - a) in one kernel; for backward it keeps only
+        # references to x, a and m, where the spelled-out form would keep (x - a) too.
+        return torch.lerp(a.to(x.dtype), x, m)
 
     def _input_hook(self, key: SiteKey):
         def hook(module, args):
