@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     p.set_defaults(func=cmd_tasks)
+
+    from .compare import add_compare_parser
+
+    add_compare_parser(sub)
     return parser
 
 

@@ -5,6 +5,8 @@ One metric per module; the registries below let reports and tests enumerate them
 
 from __future__ import annotations
 
+from .cmd import cmd
+from .cpr import cpr
 from .head_overlap import f1_score, precision, recall
 from .jaccard import jaccard
 from .rank_correlation import average_ranks, spearman
@@ -14,11 +16,16 @@ from .roc_auc import roc_auc, roc_curve
 SET_METRICS = {"precision": precision, "recall": recall, "f1": f1_score, "jaccard": jaccard}
 #: Metrics of continuous node scores against binary labels: f(scores, labels).
 SCORE_METRICS = {"roc_auc": roc_auc}
+#: Areas of a faithfulness curve: f(fractions kept, normalized faithfulness).
+CURVE_METRICS = {"cpr": cpr, "cmd": cmd}
 
 __all__ = [
+    "CURVE_METRICS",
     "SCORE_METRICS",
     "SET_METRICS",
     "average_ranks",
+    "cmd",
+    "cpr",
     "f1_score",
     "jaccard",
     "precision",

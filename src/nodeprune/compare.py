@@ -1,0 +1,462 @@
+"""``nodeprune compare``: the method next to its alternatives, on the same prompts.
+
+Methods (the registry :data:`METHODS`), all run with one task split, seed and ablation,
+and all evaluated by :func:`nodeprune.evaluation.evaluate_gates` on the same test prompts
+with the gates of the same granularities (those of the multi-granular run), so that the
+fully ablated reference of normalized faithfulness is the same model for every method:
+
+* ``multi-granular``: Discovery with every configured granularity (the method);
+* ``coarse``: Discovery with attention-head and MLP-block gates only;
+* ``attribution``: attribution-patching scores at head, MLP-block and neuron granularity,
+  top-k per granularity, once with k equal to the multi-granular circuit's sizes
+  (``size-matched``) and once with those sizes scaled by the smallest factor that reaches
+  its normalized faithfulness (``faithfulness-matched``, bisection over the factor);
+* ``random``: uniformly random circuits of the multi-granular circuit's sizes, over
+  several draws (mean and standard deviation).
+
+Curves: multi-granular and coarse get one point per ``--curve-lams`` value (a sequential
+loop of Discovery runs with every other flag unchanged) plus the main run; attribution and
+random get theirs by scaling their sizes (``--curve-scales``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .ablations import Ablator
+from .baselines.attribution import ATTRIBUTION_GRANULARITIES, attribution_scores
+from .baselines.cost import Cost, measure
+from .baselines.report import central_claim, claim_text, compare_table
+from .baselines.selection import random_scores, scale_grid, scaled_counts, select_top_k
+from .circuit import Circuit
+from .config import DiscoveryConfig
+from .curves import curve_point, curves_document, mean_point
+from .discovery import Discovery
+from .errors import NodepruneError
+from .evaluation import evaluate_gates
+from .granularity import GRANULARITIES
+from .intervention import GatedModel
+from .models import LoadedModel
+from .task_data import build_task_data
+from .tasks import Task, get_task
+
+METHODS = {
+    "multi-granular": "Discovery with every configured granularity (the method)",
+    "coarse": "Discovery with attention-head and MLP-block gates only",
+    "attribution": "attribution patching, top-k nodes (size- and faithfulness-matched)",
+    "random": "random circuits of the multi-granular circuit's sizes",
+}
+COARSE_GRANULARITIES = ["mlp_block", "attention_head"]
+DEFAULT_CURVE_SCALES = [0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
+
+
+@dataclass
+class CompareOptions:
+    random_draws: int = 5
+    curve_lams: list[float] = field(default_factory=list)
+    curve_scales: list[float] = field(default_factory=lambda: list(DEFAULT_CURVE_SCALES))
+    search_steps: int = 8
+    progress: bool = True
+
+    def validate(self) -> CompareOptions:
+        if self.random_draws < 1:
+            raise NodepruneError(f"--random-draws must be >= 1, got {self.random_draws}")
+        if self.search_steps < 0:
+            raise NodepruneError(f"--search-steps must be >= 0, got {self.search_steps}")
+        for lam in self.curve_lams:
+            if not 0.0 <= lam <= 1.0:
+                raise NodepruneError(f"--curve-lams values must be in [0, 1], got {lam}")
+        for scale in self.curve_scales:
+            if scale < 0:
+                raise NodepruneError(f"--curve-scales values must be >= 0, got {scale}")
+        return self
+
+
+@dataclass
+class CompareResult:
+    rows: list[dict[str, Any]]
+    curves: dict[str, list[dict]]
+    claim: dict[str, Any]
+    circuits: dict[str, Circuit]
+
+    def curves_json(self) -> dict[str, Any]:
+        return curves_document(self.curves)
+
+    def table(self) -> str:
+        return compare_table(self.rows)
+
+    def claim_text(self) -> str:
+        return claim_text(self.claim)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Comparison:
+    """Shared prompts, ablation and evaluation for every method of one comparison."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: DiscoveryConfig,
+        options: CompareOptions | None = None,
+        task: Task | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.options = (options or CompareOptions()).validate()
+        self.loaded = loaded
+        self.task = task or get_task(config.task)
+        self.dims = loaded.dims
+        torch.manual_seed(config.seed)
+        self.gated = GatedModel(loaded)
+        sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
+        self.data = build_task_data(
+            self.gated, self.task, sizes, config.seed, config.filter, config.eval_batch_size
+        )
+        self.ablator = Ablator(config.ablation, self.gated).fit(
+            self.data.train, config.eval_batch_size
+        )
+        #: Every method is evaluated with the gates of these granularities.
+        self.eval_granularities = list(self.config.granularities)
+        self.like = next(loaded.model.parameters())
+
+    def close(self) -> None:
+        self.gated.remove()
+
+    # -- shared pieces -----------------------------------------------------------
+    def evaluate(self, masks: dict[str, Tensor]) -> dict[str, float]:
+        gates = {
+            g: masks[g].to(dtype=self.like.dtype, device=self.like.device)
+            for g in self.eval_granularities
+        }
+        return evaluate_gates(
+            self.gated, self.ablator, self.task, self.data.test, gates, self.config.eval_batch_size
+        )
+
+    def discover(self, granularities: list[str], lam: float | None = None) -> Circuit:
+        cfg = copy.deepcopy(self.config)
+        cfg.granularities = list(granularities)
+        if lam is not None:
+            cfg.lam = lam
+        discovery = Discovery(self.loaded, cfg, task=self.task, data=self.data)
+        try:
+            circuit = discovery.run(progress=self.options.progress)
+        finally:
+            discovery.gated.remove()
+        # Re-evaluated with the common gates, so that every method has the same ablated
+        # reference (a coarse run's own reference keeps the embedding clean).
+        circuit.extra["own_metrics"] = circuit.metrics
+        circuit.metrics = self.evaluate(circuit.masks)
+        return circuit
+
+    def row(
+        self, method: str, masks: dict[str, Tensor], metrics: dict[str, float], cost: Cost, **extra
+    ) -> dict[str, Any]:
+        point = curve_point(masks, metrics)
+        return {
+            "method": method,
+            **({"variant": extra.pop("variant")} if "variant" in extra else {}),
+            "kept": {g: int(masks[g].sum()) for g in GRANULARITIES},
+            "total": {g: int(masks[g].numel()) for g in GRANULARITIES},
+            "fraction_kept": point["fraction_kept"],
+            "metrics": metrics,
+            **cost.to_dict(),
+            **extra,
+        }
+
+    def profile(self, circuit: Circuit, granularities: list[str]) -> dict[str, int]:
+        return {g: circuit.kept(g) for g in granularities}
+
+    # -- methods -----------------------------------------------------------------
+    def run_discovery_method(
+        self, method: str, granularities: list[str]
+    ) -> tuple[Circuit, dict[str, Any], list[dict]]:
+        _log(f"[compare] {method}: discovery with {', '.join(granularities)}")
+        with measure(self.loaded.device) as cost:
+            circuit = self.discover(granularities)
+        row = self.row(
+            method,
+            circuit.masks,
+            circuit.metrics,
+            cost,
+            granularities=list(circuit.enabled),
+            lam=self.config.lam,
+            own_metrics=circuit.extra["own_metrics"],
+        )
+        points = [curve_point(circuit.masks, circuit.metrics, lam=self.config.lam)]
+        for lam in self.options.curve_lams:
+            if math.isclose(lam, self.config.lam):
+                continue
+            _log(f"[compare] {method}: curve point at lam {lam}")
+            other = self.discover(granularities, lam=lam)
+            points.append(curve_point(other.masks, other.metrics, lam=lam))
+        return circuit, row, points
+
+    def run_attribution(self, multi: Circuit) -> tuple[list[dict[str, Any]], list[dict]]:
+        enabled = [g for g in ATTRIBUTION_GRANULARITIES if g in multi.enabled]
+        if not enabled:
+            raise NodepruneError(
+                "the attribution baseline needs at least one of "
+                f"{', '.join(ATTRIBUTION_GRANULARITIES)} among --granularities"
+            )
+        profile = self.profile(multi, enabled)
+        _log("[compare] attribution: scores (one backward pass per batch of train prompts)")
+        with measure(self.loaded.device) as score_cost:
+            scores = attribution_scores(
+                self.gated, self.ablator, self.task, self.data.train, self.config.eval_batch_size
+            )
+        evaluated: dict[float, tuple[dict[str, Tensor], dict[str, float]]] = {}
+
+        def at_scale(scale: float) -> tuple[dict[str, Tensor], dict[str, float]]:
+            if scale not in evaluated:
+                counts = scaled_counts(profile, scale, self.dims)
+                masks = select_top_k(scores, counts, self.dims, enabled)
+                evaluated[scale] = (masks, self.evaluate(masks))
+            return evaluated[scale]
+
+        rows = []
+        common = {"granularities": enabled, "score_s": round(score_cost.wall_s, 3)}
+        with measure(self.loaded.device) as cost:
+            masks, metrics = at_scale(1.0)
+        cost.wall_s += score_cost.wall_s
+        cost.peak_mb = max(cost.peak_mb, score_cost.peak_mb)
+        rows.append(
+            self.row(
+                "attribution", masks, metrics, cost, variant="size-matched", scale=1.0, **common
+            )
+        )
+        target = float(multi.metrics["normalized_faithfulness"])
+        _log(f"[compare] attribution: searching the size that reaches faithfulness {target:.3f}")
+        with measure(self.loaded.device) as cost:
+            scale, reached = self._match_faithfulness(at_scale, target, profile)
+            masks, metrics = at_scale(scale)
+        cost.wall_s += score_cost.wall_s
+        cost.peak_mb = max(cost.peak_mb, score_cost.peak_mb)
+        rows.append(
+            self.row(
+                "attribution",
+                masks,
+                metrics,
+                cost,
+                variant="faithfulness-matched",
+                scale=scale,
+                target_normalized_faithfulness=target,
+                reached=reached,
+                **common,
+            )
+        )
+        for s in scale_grid(profile, self.dims, self.options.curve_scales):
+            at_scale(s)
+        points = [curve_point(m, met, scale=s) for s, (m, met) in sorted(evaluated.items())]
+        return rows, points
+
+    def _match_faithfulness(
+        self,
+        at_scale: Callable[[float], tuple[dict[str, Tensor], dict[str, float]]],
+        target: float,
+        profile: dict[str, int],
+    ) -> tuple[float, bool]:
+        """The smallest scale (by bisection, assuming faithfulness grows with size) whose
+        normalized faithfulness reaches ``target``; the full scale if none does."""
+        from .baselines.selection import full_scale
+
+        def faithfulness(scale: float) -> float:
+            value = at_scale(scale)[1]["normalized_faithfulness"]
+            return value if math.isfinite(value) else -math.inf
+
+        hi = full_scale(profile, self.dims)
+        if faithfulness(hi) < target:
+            return hi, False
+        lo = 0.0
+        if faithfulness(1.0) >= target:
+            hi = 1.0
+        else:
+            lo = 1.0
+        for _ in range(self.options.search_steps):
+            mid = (lo + hi) / 2
+            if faithfulness(mid) >= target:
+                hi = mid
+            else:
+                lo = mid
+        return hi, True
+
+    def run_random(self, multi: Circuit) -> tuple[dict[str, Any], list[dict]]:
+        enabled = list(multi.enabled)
+        profile = self.profile(multi, enabled)
+        draws = self.options.random_draws
+
+        def draw(scale: float, index: int) -> tuple[dict[str, Tensor], dict[str, float]]:
+            generator = torch.Generator().manual_seed(self.config.seed * 1000 + index)
+            scores = random_scores(self.dims, enabled, generator)
+            masks = select_top_k(
+                scores, scaled_counts(profile, scale, self.dims), self.dims, enabled
+            )
+            return masks, self.evaluate(masks)
+
+        _log(f"[compare] random: {draws} draws of the multi-granular sizes")
+        with measure(self.loaded.device) as cost:
+            results = [draw(1.0, i) for i in range(draws)]
+        cost.wall_s /= draws  # per circuit, comparable with the other rows
+        per_draw = [curve_point(m, met) for m, met in results]
+        metrics = {
+            k: float(torch.tensor([float(met[k]) for _, met in results]).mean())
+            for k in results[0][1]
+        }
+        metrics["n"] = results[0][1]["n"]
+        spread = {
+            k: float(torch.tensor([float(met[k]) for _, met in results]).std())
+            if draws > 1
+            else 0.0
+            for k in results[0][1]
+            if k != "n"
+        }
+        row = self.row("random", results[0][0], metrics, cost)
+        row["kept"] = {
+            g: float(sum(int(m[g].sum()) for m, _ in results) / draws) for g in GRANULARITIES
+        }
+        row["fraction_kept"] = mean_point(per_draw)["fraction_kept"]
+        row.update(spread=spread, draws=per_draw, granularities=enabled, seeds=draws)
+        points = []
+        for s in scale_grid(profile, self.dims, self.options.curve_scales):
+            sampled = [curve_point(*draw(s, i)) for i in range(draws)]
+            points.append(mean_point(sampled, scale=s))
+        return row, points
+
+    # -- everything --------------------------------------------------------------
+    def run(self, methods: list[str] | None = None) -> CompareResult:
+        methods = methods or list(METHODS)
+        rows: list[dict[str, Any]] = []
+        curves: dict[str, list[dict]] = {}
+        circuits: dict[str, Circuit] = {}
+        multi, row, curves["multi-granular"] = self.run_discovery_method(
+            "multi-granular", self.config.granularities
+        )
+        rows.append(row)
+        circuits["multi-granular"] = multi
+        coarse = None
+        if "coarse" in methods:
+            coarse, row, curves["coarse"] = self.run_discovery_method(
+                "coarse", COARSE_GRANULARITIES
+            )
+            rows.append(row)
+            circuits["coarse"] = coarse
+        if "attribution" in methods:
+            more, curves["attribution"] = self.run_attribution(multi)
+            rows.extend(more)
+        if "random" in methods:
+            row, curves["random"] = self.run_random(multi)
+            rows.append(row)
+        claim = central_claim(multi, coarse) if coarse is not None else {}
+        return CompareResult(rows, curves, claim, circuits)
+
+
+def save_result(result: CompareResult, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in (
+        ("compare.json", result.rows),
+        ("curves.json", result.curves_json()),
+        ("claim.json", result.claim),
+    ):
+        path = out / name
+        path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
+        written.append(path)
+    text = out / "compare.txt"
+    text.write_text(result.table() + "\n\n" + result.claim_text() + "\n", encoding="utf-8")
+    written.append(text)
+    for method, circuit in result.circuits.items():
+        written.append(circuit.save(out / "circuits" / f"{method}.json"))
+    return written
+
+
+# -- command line ------------------------------------------------------------------
+def add_compare_parser(sub: Any) -> None:
+    """``nodeprune compare``: every ``discover`` flag, plus the comparison's own."""
+    from .cli import add_config_flags
+
+    p = sub.add_parser(
+        "compare",
+        help="compare multi-granular pruning with coarse pruning, attribution and random",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    p.add_argument("--config", help="TOML file with any of the discover flags as keys")
+    p.add_argument("--out", help="output folder (default runs/compare-TASK)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing compare.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--methods",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        default=list(METHODS),
+        help=f"comma-separated subset of {', '.join(METHODS)} (multi-granular always runs)",
+    )
+    p.add_argument("--random-draws", type=int, default=5, help="random circuits per size")
+    p.add_argument(
+        "--curve-lams",
+        type=float,
+        nargs="+",
+        default=[],
+        help="extra lam values: one more multi-granular and coarse discovery each, "
+        "for the faithfulness curves (sequential; each costs a full run)",
+    )
+    p.add_argument(
+        "--curve-scales",
+        type=float,
+        nargs="*",
+        default=list(DEFAULT_CURVE_SCALES),
+        help="factors on the multi-granular sizes at which attribution and random circuits "
+        "are evaluated for their curves (the full size is always added; none: no curves)",
+    )
+    p.add_argument(
+        "--search-steps",
+        type=int,
+        default=8,
+        help="bisection steps of the faithfulness-matched attribution size",
+    )
+    add_config_flags(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: Any) -> int:
+    from .cli import config_from_args
+    from .models import load_model
+
+    cfg = config_from_args(args)
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise NodepruneError(
+            f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}"
+        )
+    out = Path(args.out or f"runs/compare-{cfg.task}")
+    if (out / "compare.json").exists() and not args.overwrite:
+        raise NodepruneError(f"{out / 'compare.json'} exists; pass --overwrite to replace it")
+    options = CompareOptions(
+        random_draws=args.random_draws,
+        curve_lams=list(args.curve_lams),
+        curve_scales=list(args.curve_scales),
+        search_steps=args.search_steps,
+        progress=not args.quiet,
+    )
+    _log(f"loading {cfg.model} ...")
+    loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    comparison = Comparison(loaded, cfg, options)
+    try:
+        result = comparison.run(args.methods)
+    finally:
+        comparison.close()
+    print(result.table())
+    print()
+    print(result.claim_text())
+    for path in save_result(result, out):
+        _log(f"wrote {path}")
+    return 0
