@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from torch import Tensor
 from .architectures.base import ModelDims
 from .errors import NodepruneError
 from .granularity import GRANULARITIES, children
+from .suggest import closest
 
 FORMAT_VERSION = 1
 
@@ -67,6 +68,9 @@ class Circuit:
     metrics: dict[str, float] = field(default_factory=dict)
     model_revision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Wall-clock timings (seconds). Kept apart from everything else because they are
+    #: the only part of the file that differs between two runs with the same seed.
+    timings: dict[str, float] = field(default_factory=dict)
 
     # -- summaries ---------------------------------------------------------------
     def kept(self, granularity: str) -> int:
@@ -93,7 +97,9 @@ class Circuit:
         }
 
     def is_empty(self) -> bool:
-        return all(self.kept(g) == 0 for g in self.enabled)
+        """Nothing inside the layers is kept (the embedding alone is no circuit)."""
+        inner = [g for g in self.enabled if g != "embedding"] or self.enabled
+        return all(self.kept(g) == 0 for g in inner)
 
     def is_full(self) -> bool:
         return all(self.kept(g) == self.total(g) for g in self.enabled)
@@ -129,7 +135,14 @@ class Circuit:
                 "python": platform.python_version(),
             },
             **({"extra": self.extra} if self.extra else {}),
+            **({"timings": self.timings} if self.timings else {}),
         }
+
+    def comparable_json(self) -> dict[str, Any]:
+        """The JSON without timings: equal for two runs with the same seed and config."""
+        data = self.to_json()
+        data.pop("timings", None)
+        return data
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)
@@ -146,53 +159,141 @@ class Circuit:
             raise NodepruneError(f"circuit file {p} does not exist")
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise NodepruneError(f"{p}: not a circuit JSON file ({exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise NodepruneError(f"{p}: not a circuit JSON file ({why})") from exc
+        except OSError as exc:
+            raise NodepruneError(f"cannot read circuit file {p}: {exc.strerror}") from exc
         return cls.from_json(data, source=str(p))
 
     @classmethod
     def from_json(cls, data: Any, source: str = "circuit") -> Circuit:
+        """Build a circuit from parsed JSON, checking every field: any malformed input
+        gives a one-line NodepruneError."""
         if not isinstance(data, dict):
-            raise NodepruneError(f"{source}: expected a JSON object")
+            raise NodepruneError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION or isinstance(version, bool):
             raise NodepruneError(
                 f"{source}: format_version {version!r} is not supported (this nodeprune "
                 f"reads version {FORMAT_VERSION})"
             )
         try:
-            dims = ModelDims(**{k: int(v) for k, v in data["model_dims"].items()})
-            masks = full_masks(dims)
-            enabled = [g for g in GRANULARITIES if g in data["masks"]]
-            for g in enabled:
-                m = torch.tensor(data["masks"][g], dtype=torch.bool)
-                expected = GRANULARITIES[g].shape(dims)
-                if tuple(m.shape) != expected:
-                    raise NodepruneError(
-                        f"{source}: mask {g} has shape {tuple(m.shape)}, expected {expected}"
-                    )
-                masks[g] = m
-            return cls(
-                model=str(data["model"]),
-                task=str(data["task"]),
-                ablation=str(data["ablation"]),
-                seed=int(data["seed"]),
-                dims=dims,
-                masks=masks,
-                enabled=enabled,
-                config=dict(data.get("config", {})),
-                metrics=dict(data.get("metrics", {})),
-                model_revision=data.get("model_revision"),
-                extra=dict(data.get("extra", {})),
-            )
+            return _from_checked_json(cls, data, source)
         except NodepruneError:
             raise
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise NodepruneError(f"{source}: malformed circuit file ({exc!r})") from exc
+        except (ValueError, TypeError, RuntimeError, OverflowError, RecursionError) as exc:
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise NodepruneError(f"{source}: malformed circuit file ({why})") from exc
 
-    def check_matches(self, dims: ModelDims, model_name: str) -> None:
+    def check_matches(self, dims: ModelDims, model_name: str, check_name: bool = True) -> None:
+        """The circuit must be applied to the model it was found on: same shapes, and
+        (unless ``check_name`` is False, for a copy under another name) the same name."""
         if dims != self.dims:
             raise NodepruneError(
                 f"circuit was found on {self.model} with {self.dims.to_dict()}, but the model "
                 f"{model_name} has {dims.to_dict()}; load the model the circuit was found on"
             )
+        if check_name and not same_model(self.model, model_name):
+            raise NodepruneError(
+                f"circuit was found on {self.model!r} but is applied to {model_name!r} (same "
+                f"shapes); load {self.model!r}, or, if it is the same model under another "
+                "name, pass check_name=False (or set circuit.model)"
+            )
+
+
+def same_model(a: str, b: str) -> bool:
+    """Equal names, or two spellings of the same local folder or file."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+#: No real model comes near this many nodes; a file claiming more is malformed (and
+#: would otherwise make the loader allocate gigabytes).
+MAX_NODES = 1 << 27
+
+
+def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...], source: str) -> Any:
+    if key not in data:
+        raise NodepruneError(f"{source}: malformed circuit file (missing {key!r})")
+    return _typed(data[key], key, kind, source)
+
+
+def _typed(value: Any, key: str, kind: type | tuple[type, ...], source: str) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise NodepruneError(
+            f"{source}: malformed circuit file ({key} must be {names}, not {type(value).__name__})"
+        )
+    return value
+
+
+def _dims(raw: Any, source: str) -> ModelDims:
+    raw = _typed(raw, "model_dims", dict, source)
+    names = [f.name for f in fields(ModelDims)]
+    if set(raw) != set(names):
+        raise NodepruneError(
+            f"{source}: malformed circuit file (model_dims must have exactly the keys "
+            f"{', '.join(names)})"
+        )
+    values = {k: _typed(raw[k], f"model_dims.{k}", int, source) for k in names}
+    if any(v <= 0 for v in values.values()):
+        raise NodepruneError(f"{source}: malformed circuit file (model_dims must be > 0)")
+    dims = ModelDims(**values)
+    if sum(g.size(dims) for g in GRANULARITIES.values()) > MAX_NODES:
+        raise NodepruneError(f"{source}: malformed circuit file (model_dims are implausibly large)")
+    return dims
+
+
+def _mask(value: Any, name: str, expected: tuple[int, ...], source: str) -> Tensor:
+    if not isinstance(value, list):
+        raise NodepruneError(f"{source}: mask {name} must be a nested list of 0/1")
+    m = torch.tensor(value)
+    if m.dtype not in (torch.bool, torch.int64) or not bool(((m == 0) | (m == 1)).all()):
+        raise NodepruneError(f"{source}: mask {name} must hold only 0 and 1")
+    if tuple(m.shape) != expected:
+        raise NodepruneError(
+            f"{source}: mask {name} has shape {tuple(m.shape)}, expected {expected}"
+        )
+    return m.bool()
+
+
+def _from_checked_json(cls: type[Circuit], data: dict[str, Any], source: str) -> Circuit:
+    dims = _dims(_need(data, "model_dims", dict, source), source)
+    raw_masks = _need(data, "masks", dict, source)
+    for g in raw_masks:
+        if g not in GRANULARITIES:
+            raise NodepruneError(
+                f"{source}: unknown granularity {g!r} in masks{closest(g, GRANULARITIES)}"
+            )
+    enabled = [g for g in GRANULARITIES if g in raw_masks]
+    if not enabled:
+        raise NodepruneError(f"{source}: the circuit file has no masks")
+    masks = full_masks(dims)
+    for g in enabled:
+        masks[g] = _mask(raw_masks[g], g, GRANULARITIES[g].shape(dims), source)
+    metrics = _typed(data.get("metrics", {}), "metrics", dict, source)
+    for key, value in metrics.items():
+        _typed(value, f"metrics.{key}", (int, float, type(None)), source)
+    timings = _typed(data.get("timings", {}), "timings", dict, source)
+    for key, value in timings.items():
+        _typed(value, f"timings.{key}", (int, float), source)
+    return cls(
+        model=_need(data, "model", str, source),
+        task=_need(data, "task", str, source),
+        ablation=_need(data, "ablation", str, source),
+        seed=_need(data, "seed", int, source),
+        dims=dims,
+        masks=masks,
+        enabled=enabled,
+        config=dict(_typed(data.get("config", {}), "config", dict, source)),
+        metrics=dict(metrics),
+        model_revision=_typed(
+            data.get("model_revision"), "model_revision", (str, type(None)), source
+        ),
+        extra=dict(_typed(data.get("extra", {}), "extra", dict, source)),
+        timings=dict(timings),
+    )

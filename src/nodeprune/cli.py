@@ -65,12 +65,20 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> DiscoveryConfig:
     """Defaults, then the TOML file, then flags given on the command line."""
+    data, source = given_config(args)
+    return DiscoveryConfig.from_dict(data, source=source).validate()
+
+
+def given_config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The settings the user gave (TOML file, then flags), without defaults; the source."""
     data: dict[str, Any] = {}
     if getattr(args, "config", None):
         data.update(load_toml(args.config))
         source = str(args.config)
     else:
         source = "config"
+    if not isinstance(data.get("lam_g", {}), dict):
+        raise NodepruneError(f"{source}: lam_g must be a table ([lam_g]) of granularity = weight")
     lam_g = dict(data.get("lam_g", {}))
     for key, value in vars(args).items():
         if key.startswith("lam_g."):
@@ -79,33 +87,40 @@ def config_from_args(args: argparse.Namespace) -> DiscoveryConfig:
             data[key] = value
     if lam_g:
         data["lam_g"] = lam_g
-    return DiscoveryConfig.from_dict(data, source=source).validate()
+    return data, source
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
+    from .checkpoint import RunInterrupted
     from .discovery import Discovery
     from .models import load_model
-    from .summary import circuit_summary
+    from .runs import prepare_output, resume_hint, resumed_config, write_result
 
     cfg = config_from_args(args)
     out = Path(args.out or f"runs/{cfg.task}")
-    target = out / "circuit.json"
-    if target.exists() and not args.overwrite:
-        raise NodepruneError(f"{target} exists; pass --overwrite to replace it")
+    prepare_output(out, args.resume, args.overwrite)
+    if args.resume:
+        cfg = resumed_config(out, *given_config(args))
     print(f"loading {cfg.model} ...", file=sys.stderr)
     loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     discovery = Discovery(loaded, cfg)
+    if args.resume:
+        discovery.load_checkpoint(out)
+        print(f"resuming {out} at step {discovery.step} of {cfg.steps}", file=sys.stderr)
     counts = discovery.data.counts
     print(
         "examples kept after filtering (the full model must answer correctly): "
         + ", ".join(f"{s} {c['kept']}/{c['generated']}" for s, c in counts.items()),
         file=sys.stderr,
     )
-    circuit = discovery.run(progress=not args.quiet)
-    circuit.save(target)
-    print(circuit_summary(circuit))
-    print(f"\nwrote {target}")
-    return 0
+    try:
+        circuit = discovery.run(
+            progress=not args.quiet, checkpoint_dir=out, checkpoint_every=args.checkpoint_every
+        )
+    except RunInterrupted as exc:
+        print(f"nodeprune: {exc}; {resume_hint(out)}", file=sys.stderr)
+        return exc.exit_code
+    return write_result(circuit, out, args.allow_empty)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -146,7 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="find a circuit for a task on a model")
     p.add_argument("--config", help="TOML file with any of the flags below as keys")
     p.add_argument("--out", help="output folder (default runs/TASK)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing circuit.json")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start over in an output folder holding a run"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run checkpointed in the output folder (settings come from it)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        metavar="N",
+        help="write a checkpoint every N steps (0: only after the last step and on "
+        "SIGINT/SIGTERM) (default 50)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept an empty circuit as circuit.json (otherwise it goes to "
+        "circuit.empty.json and the exit status is 3)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(p)
     p.set_defaults(func=cmd_discover)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+import torch
 
 from .errors import NodepruneError
+from .gates import LOG_ALPHA_LIMIT
 from .granularity import GRANULARITIES, check_granularity_names
 from .suggest import closest
 
 #: Per-granularity sparsity weights lam_g. MLP hidden neurons are many (tens of
 #: thousands) and individually weak, so they get a larger weight by default.
+#: Upper bound on the number of prompts per split: far beyond any sensible run, and it
+#: stops a typo from generating examples for hours.
+MAX_EXAMPLES = 1_000_000
+
 DEFAULT_LAM_G = {
     "embedding": 1.0,
     "layer": 1.0,
@@ -56,6 +64,9 @@ class DiscoveryConfig:
         from .ablations import parse_ablation
         from .models import DTYPES
 
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in check_types(current, "config").items():
+            setattr(self, key, value)
         self.granularities = check_granularity_names(list(self.granularities))
         parse_ablation(self.ablation)
         if self.dtype not in DTYPES:
@@ -66,6 +77,7 @@ class DiscoveryConfig:
                     f"lam_g has unknown granularity {key!r}{closest(key, GRANULARITIES)}"
                 )
         self.lam_g = {**DEFAULT_LAM_G, **{k: float(v) for k, v in self.lam_g.items()}}
+        lim = LOG_ALPHA_LIMIT
         checks = [
             ("lam", 0.0 <= self.lam <= 1.0, "in [0, 1]"),
             ("sparsity_warmup", 0.0 <= self.sparsity_warmup <= 1.0, "in [0, 1]"),
@@ -76,10 +88,13 @@ class DiscoveryConfig:
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("grad_clip", self.grad_clip > 0, "> 0"),
             ("margin_weight", self.margin_weight >= 0, ">= 0"),
-            ("init_spread", self.init_spread >= 0, ">= 0"),
-            ("n_train", self.n_train > 0, "> 0"),
-            ("n_val", self.n_val >= 0, ">= 0"),
-            ("n_test", self.n_test > 0, "> 0"),
+            ("init_spread", 0 <= self.init_spread <= 2 * LOG_ALPHA_LIMIT, f"in [0, {2 * lim}]"),
+            ("init_log_alpha", abs(self.init_log_alpha) <= lim, f"in [-{lim}, {lim}]"),
+            ("n_train", 0 < self.n_train <= MAX_EXAMPLES, f"in [1, {MAX_EXAMPLES}]"),
+            ("n_val", 0 <= self.n_val <= MAX_EXAMPLES, f"in [0, {MAX_EXAMPLES}]"),
+            ("n_test", 0 < self.n_test <= MAX_EXAMPLES, f"in [1, {MAX_EXAMPLES}]"),
+            ("seed", 0 <= self.seed < 2**63, "in [0, 2**63)"),
+            ("model", self.model.strip() != "", "a model name or path"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -87,6 +102,12 @@ class DiscoveryConfig:
         for key, value in self.lam_g.items():
             if value < 0:
                 raise NodepruneError(f"lam_g.{key} must be >= 0, got {value}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError) as exc:
+            raise NodepruneError(
+                f"device {self.device!r} is not a device name (cpu, cuda, cuda:1, mps, ...)"
+            ) from exc
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,11 +115,82 @@ class DiscoveryConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> DiscoveryConfig:
+        if not isinstance(data, dict):
+            raise NodepruneError(
+                f"{source}: expected a table of settings, not {type(data).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise NodepruneError(f"{source}: unknown key {key!r}{closest(key, known)}")
-        return cls(**data)
+                raise NodepruneError(f"{source}: unknown key {key!r}{closest(str(key), known)}")
+        values = check_types(data, source)
+        for key in values.get("lam_g", {}):
+            if key not in GRANULARITIES:
+                raise NodepruneError(
+                    f"{source}: unknown key {key!r} in [lam_g]{closest(key, GRANULARITIES)}"
+                )
+        return cls(**values)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_value(key: str, hint: Any, value: Any, source: str) -> Any:
+    """``value`` as the type ``hint`` of field ``key`` (ints become floats where a float
+    is due, a comma-separated string becomes a list), or a one-line error."""
+
+    def bad(expected: str) -> NodepruneError:
+        return NodepruneError(f"{source}: {key} must be {expected}, got {_show(value)}")
+
+    def number(v: Any, name: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise NodepruneError(f"{source}: {name} must be a number, got {_show(v)}")
+        if not math.isfinite(v):
+            raise NodepruneError(f"{source}: {name} must be a finite number, got {_show(v)}")
+        return float(v)
+
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if hint is float:
+        return number(value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if hint == str | None:
+        if value is not None and not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if hint == list[str]:
+        if isinstance(value, str):
+            return [x for x in value.split(",") if x.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
+            raise bad("a list of strings")
+        return list(value)
+    if hint == dict[str, float]:
+        if not isinstance(value, dict):
+            raise bad("a table of numbers")
+        return {str(k): number(v, f"{key}.{k}") for k, v in value.items()}
+    return value  # a field type this checker does not know: left to validate()
+
+
+def check_types(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check every known field of ``values`` against DiscoveryConfig's annotations."""
+    hints = get_type_hints(DiscoveryConfig)
+    return {
+        key: _check_value(key, hints[key], value, source) if key in hints else value
+        for key, value in values.items()
+    }
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from .ablations import Ablator
+from .checkpoint import (
+    RunInterrupted,
+    StopOnSignal,
+    has_checkpoint,
+    read_meta,
+    restore_discovery,
+    save_discovery,
+)
 from .circuit import Circuit, full_masks, make_consistent
 from .config import DiscoveryConfig
+from .errors import NodepruneError
 from .evaluation import evaluate_gates
 from .gates import GateSet
+from .health import NumericalError, check_step
 from .intervention import GatedModel
 from .models import LoadedModel
 from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
@@ -128,12 +140,19 @@ class Discovery:
         sparsity = sparsity_penalty(self.gates.expected_l0(), self.gates.sizes(), cfg.lam_g)
         lam_now = sparsity_weight(self.step, cfg.steps, cfg.lam, cfg.sparsity_warmup)
         loss = total_loss(faithfulness, sparsity, cfg.lam, lam_now)
+        # Checked before the optimizer applies anything, so a NaN never reaches the gates.
+        number = self.step + 1
+        check_step(number, cfg.dtype, cfg.lr, "kl", kl, "KL to the full model")
+        check_step(number, cfg.dtype, cfg.lr, "sparsity", sparsity, "expected L0 penalty")
+        check_step(number, cfg.dtype, cfg.lr, "loss", loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.gates.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.gates.parameters(), cfg.grad_clip)
+        check_step(number, cfg.dtype, cfg.lr, "gradient", norm, "norm of the gate gradients")
         self.optimizer.step()
         self.scheduler.step()
         self.gates.clamp_()
+        check_step(number, cfg.dtype, cfg.lr, "gates", self.gates.log_alpha, "gate log-alphas")
         self.step += 1
         log = StepLog(
             self.step, loss.item(), kl.item(), sparsity.item(), lam_now, self.kept_fractions()
@@ -146,8 +165,19 @@ class Discovery:
         return {g: float((la > 0).float().mean()) for g, la in self.gates.log_alphas().items()}
 
     def run(
-        self, progress: bool = True, on_step: Callable[[Discovery], None] | None = None
+        self,
+        progress: bool = True,
+        on_step: Callable[[Discovery], None] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
     ) -> Circuit:
+        """Train up to ``config.steps`` (from the current step, so a restored run
+        continues) and return the circuit. With ``checkpoint_dir``, a checkpoint is
+        written every ``checkpoint_every`` steps (0: none in between), after the last
+        step, and on SIGINT/SIGTERM, which stop the run after the current step by
+        raising :class:`~nodeprune.checkpoint.RunInterrupted`."""
+        if checkpoint_every < 0:
+            raise NodepruneError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         bar = tqdm(
             total=self.config.steps,
             initial=self.step,
@@ -155,19 +185,57 @@ class Discovery:
             disable=not progress,
             dynamic_ncols=True,
         )
-        start = time.perf_counter()
-        while self.step < self.config.steps:
-            log = self.train_step()
-            bar.update(1)
-            bar.set_postfix_str(
-                f"loss {log.loss:.3f} kl {log.kl:.3f} "
-                + " ".join(f"{SHORT[g]} {v:.2f}" for g, v in log.kept.items())
-            )
-            if on_step is not None:
-                on_step(self)
+        saved_step = self.step
+        with StopOnSignal(enabled=checkpoint_dir is not None) as stop:
+            while self.step < self.config.steps:
+                started = time.perf_counter()
+                try:
+                    log = self.train_step()
+                except NumericalError as exc:
+                    bar.close()
+                    note = checkpoint_note(checkpoint_dir)
+                    raise NumericalError(f"{exc}; {note}", exc.step, exc.quantity) from None
+                self.train_seconds += time.perf_counter() - started
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"loss {log.loss:.3f} kl {log.kl:.3f} "
+                    + " ".join(f"{SHORT[g]} {v:.2f}" for g, v in log.kept.items())
+                )
+                if on_step is not None:
+                    on_step(self)
+                due = checkpoint_every > 0 and self.step % checkpoint_every == 0
+                last = self.step == self.config.steps
+                if checkpoint_dir is not None and (due or last or stop.received is not None):
+                    self.save_checkpoint(checkpoint_dir)
+                    saved_step = self.step
+                if stop.received is not None:
+                    bar.close()
+                    raise RunInterrupted(
+                        f"interrupted by {signal.Signals(stop.received).name} after step "
+                        f"{self.step} of {self.config.steps}; checkpoint written to "
+                        f"{checkpoint_dir} (step {saved_step})",
+                        stop.received,
+                        self.step,
+                    )
         bar.close()
-        self.train_seconds += time.perf_counter() - start
         return self.circuit()
+
+    def save_checkpoint(self, folder: str | Path) -> Path:
+        """Write the whole run state to ``folder``/checkpoint.{safetensors,json}."""
+        return save_discovery(self, folder)
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Continue from a checkpoint; config and model must be the checkpoint's."""
+        restore_discovery(self, folder)
+
+    @classmethod
+    def from_checkpoint(cls, loaded: LoadedModel, folder: str | Path) -> Discovery:
+        """Rebuild a run from a checkpoint alone, with the config stored in it."""
+        meta = read_meta(folder)
+        config = DiscoveryConfig.from_dict(meta.get("config") or {}, source=f"{folder} config")
+        discovery = cls(loaded, config)
+        discovery.load_checkpoint(folder)
+        return discovery
 
     def final_masks(self) -> dict[str, torch.Tensor]:
         """Deterministic gate > 0.5 (log-alpha > 0), made hierarchically consistent."""
@@ -180,7 +248,8 @@ class Discovery:
     def circuit(self) -> Circuit:
         cfg = self.config
         c = Circuit(
-            model=cfg.model,
+            # The model actually used (a library caller's config may name another).
+            model=self.loaded.name,
             task=self.task.name,
             ablation=cfg.ablation,
             seed=cfg.seed,
@@ -209,13 +278,26 @@ class Discovery:
         c.extra = {
             "data": self.data.counts,
             "scores": scores,
-            "train_seconds": round(self.train_seconds, 2),
             "history": [
                 {"step": h.step, "loss": h.loss, "kl": h.kl, "kept": h.kept}
                 for h in self.history[:: max(1, len(self.history) // 100)]
             ],
         }
+        c.timings = {"train_seconds": round(self.train_seconds, 2)}
         return c
+
+
+def checkpoint_note(folder: str | Path | None) -> str:
+    """Where the last good checkpoint of a run that stopped is, for error messages."""
+    if folder is None:
+        return "no checkpoint was kept (pass a checkpoint folder to keep one)"
+    if not has_checkpoint(folder):
+        return f"no checkpoint had been written to {folder} yet"
+    try:
+        step = read_meta(folder)["step"]
+    except (NodepruneError, KeyError):
+        step = "?"
+    return f"the last good checkpoint (after step {step}) is kept in {folder}"
 
 
 def discover(

@@ -38,16 +38,33 @@ def metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+#: What a degenerate circuit means, and what to change.
+STATUS_WARNINGS = {
+    "empty": "the circuit is empty (everything inside the layers was pruned): lower lam "
+    "or the lam_g weights",
+    "full": "nothing was pruned (the circuit is the whole model): raise lam, the lam_g "
+    "weights, lr or steps",
+}
+
+
+def circuit_status(circuit: Circuit) -> str:
+    """``empty``, ``full`` or ``ok``."""
+    if circuit.is_empty():
+        return "empty"
+    if circuit.is_full():
+        return "full"
+    return "ok"
+
+
+def status_warning(circuit: Circuit) -> str | None:
+    return STATUS_WARNINGS.get(circuit_status(circuit))
+
+
 def circuit_summary(circuit: Circuit) -> str:
     head = (
         f"circuit for task {circuit.task!r} on {circuit.model} "
         f"(ablation: {circuit.ablation}, seed {circuit.seed})"
     )
-    warn = ""
-    if circuit.is_empty():
-        warn = (
-            "\nWARNING: the circuit is empty (everything pruned): lower lam or the lam_g weights."
-        )
-    elif circuit.is_full():
-        warn = "\nWARNING: nothing was pruned: raise lam, the lam_g weights, lr or steps."
+    warning = status_warning(circuit)
+    warn = f"\nWARNING: {warning}." if warning else ""
     return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics_table(circuit.metrics)}{warn}"

@@ -1,0 +1,375 @@
+"""Checkpoints of a discovery run: everything needed to continue it bit for bit.
+
+A checkpoint is two files in the run's output folder: ``checkpoint.safetensors`` (the
+tensors: gate logits, AdamW moments, the data order, the torch RNG states) and
+``checkpoint.json`` (everything else: step, data cursor, scheduler, optimizer
+hyperparameters, history, Python/NumPy RNG states, the config and the model identity).
+Nothing is pickled, so loading a checkpoint cannot run code.
+
+Writes are atomic: both files are first written in full under temporary names, then
+renamed, tensors first. The JSON records the SHA-256 of the tensor file, so a pair from
+two different writes is recognised; if a kill landed between the two renames, the
+complete temporary JSON is still there and the write is finished on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from torch import Tensor
+
+from .errors import NodepruneError
+
+if TYPE_CHECKING:
+    from .discovery import Discovery
+
+CHECKPOINT_FORMAT = 1
+TENSORS_FILE = "checkpoint.safetensors"
+META_FILE = "checkpoint.json"
+TMP_SUFFIX = ".tmp"
+DAMAGED_ERRORS = (
+    KeyError,
+    TypeError,
+    ValueError,
+    IndexError,
+    AttributeError,
+    RuntimeError,
+    OverflowError,
+    SafetensorError,
+)
+
+
+class RunInterrupted(NodepruneError):
+    """SIGINT/SIGTERM stopped a run after a step; a checkpoint was written first."""
+
+    def __init__(self, message: str, signum: int, step: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.step = step
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def checkpoint_files(folder: str | Path) -> list[Path]:
+    """The checkpoint's files, with the temporary ones a killed write may leave."""
+    d = Path(folder)
+    names = (TENSORS_FILE, META_FILE)
+    return [d / n for n in names] + [d / (n + TMP_SUFFIX) for n in names]
+
+
+def has_checkpoint(folder: str | Path) -> bool:
+    return (Path(folder) / META_FILE).is_file()
+
+
+def remove_checkpoint(folder: str | Path) -> None:
+    for p in checkpoint_files(folder):
+        p.unlink(missing_ok=True)
+
+
+# -- atomic file IO ------------------------------------------------------------------
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform; the renames are atomic anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(folder: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    blob = save_tensors(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+        metadata={"nodeprune": "checkpoint", "step": str(meta.get("step"))},
+    )
+    meta = {**meta, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
+    text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
+    tensors_path, meta_path = d / TENSORS_FILE, d / META_FILE
+    _write_synced(tensors_path.with_name(TENSORS_FILE + TMP_SUFFIX), blob)
+    _write_synced(meta_path.with_name(META_FILE + TMP_SUFFIX), text.encode("utf-8"))
+    os.replace(tensors_path.with_name(TENSORS_FILE + TMP_SUFFIX), tensors_path)
+    os.replace(meta_path.with_name(META_FILE + TMP_SUFFIX), meta_path)
+    _sync_folder(d)
+    return meta_path
+
+
+def _damaged(folder: Path, why: str) -> NodepruneError:
+    return NodepruneError(
+        f"the checkpoint in {folder} is damaged ({why}); start over with --overwrite"
+    )
+
+
+def _parse_meta(path: Path, folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _damaged(folder, f"{path.name} is not readable JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise _damaged(folder, f"{path.name} does not hold a JSON object")
+    if meta.get("format_version") != CHECKPOINT_FORMAT:
+        raise NodepruneError(
+            f"{path}: checkpoint format_version {meta.get('format_version')!r} is not "
+            f"supported (this nodeprune reads version {CHECKPOINT_FORMAT}); start over "
+            "with --overwrite"
+        )
+    return meta
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    """The JSON half of a checkpoint (cheap: for the config check before loading a model)."""
+    d = Path(folder)
+    path = d / META_FILE
+    if not path.is_file():
+        raise NodepruneError(
+            f"no checkpoint in {d} ({META_FILE} is missing); run without --resume to start"
+        )
+    return _parse_meta(path, d)
+
+
+def read_checkpoint(folder: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    d = Path(folder)
+    meta = read_meta(d)
+    try:
+        blob = (d / TENSORS_FILE).read_bytes()
+    except OSError as exc:
+        raise _damaged(d, f"{TENSORS_FILE} is not readable: {exc}") from exc
+    digest = hashlib.sha256(blob).hexdigest()
+    if meta.get("tensors_sha256") != digest:
+        pending = d / (META_FILE + TMP_SUFFIX)
+        newer = _parse_meta(pending, d) if pending.is_file() else {}
+        if newer.get("tensors_sha256") != digest:
+            raise _damaged(d, f"{TENSORS_FILE} does not match {META_FILE}")
+        # Killed between the two renames of a write: the tensors are the new ones and
+        # the new JSON is complete; finish that write.
+        os.replace(pending, d / META_FILE)
+        meta = newer
+    try:
+        tensors = load_tensors(blob)
+    except SafetensorError as exc:
+        raise _damaged(d, f"{TENSORS_FILE}: {exc}") from exc
+    return tensors, meta
+
+
+# -- the state of a Discovery ----------------------------------------------------------
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer.{pid}.{key}"] = value
+            else:
+                plain.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "state": plain}
+
+
+def _load_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], saved: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, values in saved["state"].items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = []
+    for current, group in zip(optimizer.param_groups, saved["param_groups"], strict=True):
+        # JSON turned tuples (AdamW's betas) into lists.
+        groups.append(
+            {k: tuple(v) if isinstance(current.get(k), tuple) else v for k, v in group.items()}
+        )
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_state(discovery: Discovery) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors = {"rng.generator": discovery.generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if discovery.loaded.device.type == "cuda":
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    plain = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+    }
+    return tensors, plain
+
+
+def _load_rng(discovery: Discovery, tensors: dict[str, Tensor], saved: dict[str, Any]) -> None:
+    discovery.generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and discovery.loaded.device.type == "cuda":
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, pos, has_gauss, cached = saved["numpy"]
+    keys = tensors["rng.numpy"].numpy().astype(np.uint32)
+    np.random.set_state((kind, keys, pos, has_gauss, cached))
+
+
+def model_identity(discovery: Discovery) -> dict[str, Any]:
+    return {"name": discovery.loaded.name, "dims": discovery.loaded.dims.to_dict()}
+
+
+def discovery_state(discovery: Discovery) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    from . import __version__
+
+    opt_tensors, opt_plain = _optimizer_state(discovery.optimizer)
+    rng_tensors, rng_plain = _rng_state(discovery)
+    tensors = {
+        "gates.log_alpha": discovery.gates.log_alpha.detach(),
+        "data.order": discovery.order,
+        **opt_tensors,
+        **rng_tensors,
+    }
+    meta = {
+        "format_version": CHECKPOINT_FORMAT,
+        "nodeprune_version": __version__,
+        "step": discovery.step,
+        "cursor": discovery.cursor,
+        "config": discovery.config.to_dict(),
+        "model": model_identity(discovery),
+        "optimizer": opt_plain,
+        "scheduler": discovery.scheduler.state_dict(),
+        "rng": rng_plain,
+        "history": [asdict(h) for h in discovery.history],
+        "train_seconds": discovery.train_seconds,
+    }
+    return tensors, meta
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [
+        f"{k} {saved.get(k)!r} (checkpoint) vs {current.get(k)!r} (now)"
+        for k in keys
+        if saved.get(k) != current.get(k)
+    ]
+
+
+def check_compatible(discovery: Discovery, meta: dict[str, Any], folder: Path) -> None:
+    """The checkpoint must come from the same config and model as ``discovery``."""
+    diffs = config_differences(meta.get("config") or {}, discovery.config.to_dict())
+    if diffs:
+        raise NodepruneError(
+            f"the checkpoint in {folder} was made with another config: {'; '.join(diffs)}; "
+            "resume with the checkpoint's settings, or start over with --overwrite"
+        )
+    saved_model, now = meta.get("model") or {}, model_identity(discovery)
+    if saved_model != now:
+        raise NodepruneError(
+            f"the checkpoint in {folder} was made on model {saved_model.get('name')!r} "
+            f"{saved_model.get('dims')}, not on {now['name']!r} {now['dims']}; load that "
+            "model or start over with --overwrite"
+        )
+
+
+def restore_discovery(discovery: Discovery, folder: str | Path) -> None:
+    """Load a checkpoint into a freshly built ``discovery`` (same config and model)."""
+    from .discovery import StepLog
+
+    d = Path(folder)
+    tensors, meta = read_checkpoint(d)
+    check_compatible(discovery, meta, d)
+    try:
+        log_alpha = tensors["gates.log_alpha"]
+        if log_alpha.shape != discovery.gates.log_alpha.shape:
+            raise ValueError(f"gate logits have shape {tuple(log_alpha.shape)}")
+        if not torch.isfinite(log_alpha).all():
+            raise ValueError("gate logits are not finite")
+        order = tensors["data.order"]
+        n = len(discovery.data.train)
+        if order.dtype != torch.long or order.dim() != 1 or len(order) not in (0, n):
+            raise ValueError("the data order does not fit the training set")
+        if len(order) and not torch.equal(order.sort().values, torch.arange(n)):
+            raise ValueError("the data order is not a permutation of the training set")
+        step, cursor = meta["step"], meta["cursor"]
+        if not (isinstance(step, int) and 0 <= step <= discovery.config.steps):
+            raise ValueError(f"step {step!r} is out of range")
+        if not (isinstance(cursor, int) and 0 <= cursor <= len(order)):
+            raise ValueError(f"cursor {cursor!r} is out of range")
+        history = [StepLog(**h) for h in meta["history"]]
+        with torch.no_grad():
+            discovery.gates.log_alpha.copy_(log_alpha.to(discovery.gates.log_alpha.device))
+        _load_optimizer(discovery.optimizer, tensors, meta["optimizer"])
+        discovery.scheduler.load_state_dict(meta["scheduler"])
+        _load_rng(discovery, tensors, meta["rng"])
+        discovery.order = order.clone()
+        discovery.cursor = cursor
+        discovery.step = step
+        discovery.history = history
+        discovery.train_seconds = float(meta["train_seconds"])
+    except DAMAGED_ERRORS as exc:
+        raise _damaged(d, f"{type(exc).__name__}: {exc}") from exc
+
+
+def save_discovery(discovery: Discovery, folder: str | Path) -> Path:
+    tensors, meta = discovery_state(discovery)
+    return write_checkpoint(folder, tensors, meta)
+
+
+# -- stopping on SIGINT / SIGTERM -------------------------------------------------------
+class StopOnSignal:
+    """Inside the block, SIGINT or SIGTERM asks the loop to stop after its current step
+    (``received`` holds the signal number); a second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(
+            f"\nnodeprune: {signal.Signals(signum).name} received: finishing the current step "
+            "and writing a checkpoint (send it again to abort at once)",
+            file=sys.stderr,
+        )
+
+    def __enter__(self) -> StopOnSignal:
+        if self.enabled:
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
