@@ -13,6 +13,7 @@ from typing import Any
 from .config import DiscoveryConfig, load_toml
 from .errors import NodepruneError
 from .granularity import GRANULARITIES
+from .sweeps.large_models import add_large_model_flags
 
 HELP = {
     "model": "smollm2-135m (offline default), a Hugging Face hub name, a folder or a .gguf file",
@@ -93,7 +94,6 @@ def given_config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def cmd_discover(args: argparse.Namespace) -> int:
     from .checkpoint import RunInterrupted
     from .discovery import Discovery
-    from .models import load_model
     from .runs import prepare_output, resume_hint, resumed_config, write_result
 
     cfg = config_from_args(args)
@@ -102,8 +102,11 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = resumed_config(out, *given_config(args))
     print(f"loading {cfg.model} ...", file=sys.stderr)
-    loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    from .sweeps.large_models import attach_gated, load_options_from_args, load_with_options
+
+    loaded = load_with_options(cfg.model, cfg.dtype, cfg.device, load_options_from_args(args))
     discovery = Discovery(loaded, cfg)
+    attach_gated(loaded.model, discovery.gated)  # gradient checkpointing replays the gates
     if args.resume:
         discovery.load_checkpoint(out)
         print(f"resuming {out} at step {discovery.step} of {cfg.steps}", file=sys.stderr)
@@ -185,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(p)
+    add_large_model_flags(p)
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("evaluate", help="recompute a saved circuit's metrics")
@@ -197,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     p.set_defaults(func=cmd_tasks)
+
+    from .sweeps.command import add_sweep_parser
+
+    add_sweep_parser(sub, add_config_flags)
 
     from .compare import add_compare_parser
 
