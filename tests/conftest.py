@@ -32,6 +32,10 @@ def _corpus() -> list[str]:
         lines.append(t.format(A=a, B=b, PLACE=rng.choice(PLACES), OBJECT=rng.choice(OBJECTS)))
     # Every name alone with its leading space, so each becomes one token.
     lines += [" " + " ".join(NAMES)] * 20
+    # A few words of the other tasks (pronouns, verb and noun forms, argument names),
+    # so that each generator finds the single tokens it needs.
+    lines += [" he she is are key keys door doors book books"] * 40
+    lines += [" path size mode name value data items count index text"] * 40
     return lines
 
 

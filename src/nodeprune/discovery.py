@@ -31,7 +31,7 @@ from .intervention import GatedModel
 from .models import LoadedModel
 from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
 from .task_data import TaskData, build_task_data
-from .tasks import Task, get_task
+from .tasks import Task, resolve_task
 
 SHORT = {
     "embedding": "emb",
@@ -70,7 +70,7 @@ class Discovery:
     ) -> None:
         self.config = config.validate()
         self.loaded = loaded
-        self.task = task or get_task(config.task)
+        self.task = task or resolve_task(config.task, config.task_file)
         torch.manual_seed(config.seed)
         self.gated = GatedModel(loaded)
         sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}

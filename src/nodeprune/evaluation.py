@@ -83,11 +83,11 @@ def evaluate_circuit(
     prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones."""
     from .config import DiscoveryConfig
     from .task_data import build_task_data
-    from .tasks import get_task
+    from .tasks import resolve_task
 
     circuit.check_matches(loaded.dims, loaded.name)
     cfg = DiscoveryConfig.from_dict(circuit.config, source="circuit config").validate()
-    task = task or get_task(circuit.task)
+    task = task or resolve_task(circuit.task, cfg.task_file)
     gated = GatedModel(loaded)
     try:
         sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}

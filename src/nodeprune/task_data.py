@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
 
-from .data import PromptBatch, encode_examples
+from .data import PromptBatch
 from .errors import NodepruneError
 from .intervention import GatedModel
 from .tasks.base import Example, Task
@@ -25,8 +24,9 @@ class TaskData:
 
 
 def generate_split(task: Task, split: str, n: int, seed: int, tokenizer: object) -> list[Example]:
-    # Each split has its own RNG stream, so changing one size leaves the others alone.
-    return task.generate(n, random.Random(f"{task.name}/{split}/{seed}"), tokenizer)
+    # Each split has its own RNG stream (Task.generate_split), so changing one size
+    # leaves the others alone.
+    return task.generate_split(split, n, seed, tokenizer)
 
 
 @torch.no_grad()
@@ -64,7 +64,7 @@ def build_task_data(
             train_prompts = {e.clean for e in examples}
         else:  # held-out prompts are never trained on
             examples = [e for e in examples if e.clean not in train_prompts] or examples
-        batch = encode_examples(examples, tokenizer)
+        batch = task.encode(examples, tokenizer)  # with the task's metric extras
         generated = len(batch)
         if filter_correct:
             batch = keep_correct(gated, task, batch, batch_size)

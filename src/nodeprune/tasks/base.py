@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..data import PromptBatch
+from ..data import PromptBatch, encode_examples
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class Example:
     corrupted: str
     answer: str
     distractor: str
+    #: Optional sets of correct / wrong next tokens (auto-circuit style); when given,
+    #: tasks that support them score the mean logit of ``answers`` minus the mean
+    #: logit of ``distractors``. ``answer``/``distractor`` are then their first members.
+    answers: tuple[str, ...] = ()
+    distractors: tuple[str, ...] = ()
 
 
 class Task:
@@ -33,6 +38,22 @@ class Task:
 
     def generate(self, n: int, rng: random.Random, tokenizer: object) -> list[Example]:
         raise NotImplementedError
+
+    def generate_split(self, split: str, n: int, seed: int, tokenizer: object) -> list[Example]:
+        """The examples of one split. Each split has its own RNG stream, so changing one
+        size leaves the others alone; tasks backed by a fixed pool (custom files)
+        override this to keep their splits disjoint."""
+        return self.generate(n, random.Random(f"{self.name}/{split}/{seed}"), tokenizer)
+
+    def extras(self, examples: list[Example], tokenizer: object) -> dict[str, Tensor]:
+        """Task-specific tensors [B, ...] that :meth:`metric` needs (PromptBatch.extras)."""
+        return {}
+
+    def encode(self, examples: list[Example], tokenizer: object) -> PromptBatch:
+        """Tokenise examples into a batch, with this task's extras."""
+        batch = encode_examples(examples, tokenizer)
+        batch.extras.update(self.extras(list(examples), tokenizer))
+        return batch
 
     def metric(self, logits: Tensor, batch: PromptBatch) -> Tensor:
         """Per-example task metric on answer-position logits [B, V]: by default the

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from ..data import single_token_id
 from ..errors import NodepruneError
 from .base import Example, Task
+from .vocab import single_token_words
 
 # {A} is the indirect object (the answer), {B} the subject (named twice, the distractor).
 TEMPLATES_ABBA = (
@@ -37,11 +37,6 @@ PLACES = (
     "library kitchen museum church"
 ).split()
 OBJECTS = "drink book ring bone kiss basketball computer necklace snack apple bottle ball".split()
-
-
-def single_token_words(tokenizer: object, words: tuple[str, ...] | list[str]) -> list[str]:
-    """The words that are one token with a leading space, as they appear mid-sentence."""
-    return [w for w in words if single_token_id(tokenizer, " " + w) is not None]
 
 
 class IOITask(Task):

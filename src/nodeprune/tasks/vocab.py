@@ -1,0 +1,32 @@
+"""Word lists filtered to what a tokenizer writes as one token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..data import single_token_id
+from ..errors import NodepruneError
+
+
+def single_token_words(tokenizer: object, words: Sequence[str]) -> list[str]:
+    """The words that are one token with a leading space, as they appear mid-sentence."""
+    return [w for w in words if single_token_id(tokenizer, " " + w) is not None]
+
+
+def require_words(
+    tokenizer: object, words: Sequence[str], need: int, what: str, task: str
+) -> list[str]:
+    """:func:`single_token_words`, or a NodepruneError when fewer than ``need`` remain."""
+    found = single_token_words(tokenizer, words)
+    if len(found) < need:
+        raise NodepruneError(
+            f"task {task!r}: only {len(found)} of its {len(words)} {what} are single tokens "
+            f"for this tokenizer and it needs {need}; use a task file (--task-file) with "
+            "words that fit the tokenizer"
+        )
+    return found
+
+
+def same_length(tokenizer: object, clean: str, corrupted: str) -> bool:
+    """Whether two prompts tokenize to the same number of tokens (needed for alignment)."""
+    return len(tokenizer.encode(clean)) == len(tokenizer.encode(corrupted))
