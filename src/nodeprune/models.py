@@ -152,3 +152,27 @@ def wrap_model(
     if getattr(tokenizer, "pad_token_id", None) is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return LoadedModel(model, tokenizer, name, revision, adapter, adapter.dims(model))
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> object:
+    """Only the tokenizer of a model (no weights): for listing tasks and for tests."""
+    from transformers import AutoTokenizer
+
+    source, kwargs = name_or_path, {}
+    if name_or_path == DEFAULT_MODEL:
+        cached = cache_dir() / "smollm2-135m-fp32"
+        if (cached / "tokenizer.json").exists():
+            source = str(cached)
+        else:
+            source, kwargs = str(smollm2_folder()), {"gguf_file": SMOLLM2_GGUF}
+    elif name_or_path.endswith(".gguf"):
+        path = Path(name_or_path)
+        source, kwargs = str(path.parent), {"gguf_file": path.name}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ImportError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NodepruneError(f"cannot load the tokenizer of {name_or_path!r}: {first}") from exc
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer

@@ -114,8 +114,8 @@ def start_year(prompt: str) -> int:
 class GreaterThanTask(Task):
     name = "greater_than"
     description = (
-        "greater-than: 'The war lasted from the year 1732 to the year 17' -> a year > 32 "
-        "(metric: P(greater) - P(up to YY); on digit tokenizers on the tens digit)"
+        "greater-than: 'The war lasted from the year 1732 to the year 17' -> a later year "
+        "(metric P(greater) - P(<= YY))"
     )
     corruption = "the start year is replaced by 1701, which says nothing about the end year"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..data import single_token_id
@@ -30,3 +31,27 @@ def require_words(
 def same_length(tokenizer: object, clean: str, corrupted: str) -> bool:
     """Whether two prompts tokenize to the same number of tokens (needed for alignment)."""
     return len(tokenizer.encode(clean)) == len(tokenizer.encode(corrupted))
+
+
+class WhitespaceTokenizer:
+    """A stand-in tokenizer for showing example prompts without any model files: each
+    word with its leading space, each digit and each other character is one token."""
+
+    pad_token_id = 0
+    _PIECE = re.compile(r" ?[^\W\d_]+| ?\d|.", re.S)
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = ["<pad>"]
+        self._ids: dict[str, int] = {}
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return [self._id(piece) for piece in self._PIECE.findall(text)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self._pieces[i] for i in ids)
+
+    def _id(self, piece: str) -> int:
+        if piece not in self._ids:
+            self._ids[piece] = len(self._pieces)
+            self._pieces.append(piece)
+        return self._ids[piece]
