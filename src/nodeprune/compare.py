@@ -9,23 +9,22 @@ fully ablated reference of normalized faithfulness is the same model for every m
 * ``coarse``: Discovery with attention-head and MLP-block gates only;
 * ``attribution``: attribution-patching scores at head, MLP-block and neuron granularity,
   top-k per granularity, once with k equal to the multi-granular circuit's sizes
-  (``size-matched``) and once with those sizes scaled by the smallest factor that reaches
-  its normalized faithfulness (``faithfulness-matched``, bisection over the factor);
+  (``size-matched``) and once with the smallest sizes, along one knob from empty through
+  those sizes to full (:func:`nodeprune.baselines.selection.scaled_counts`), that reach its
+  normalized faithfulness (``faithfulness-matched``, bisection over the knob);
 * ``random``: uniformly random circuits of the multi-granular circuit's sizes, over
   several draws (mean and standard deviation).
 
 Curves: multi-granular and coarse get one point per ``--curve-lams`` value (a sequential
 loop of Discovery runs with every other flag unchanged) plus the main run; attribution and
-random get theirs by scaling their sizes (``--curve-scales``).
+random get theirs by moving along that knob (``--curve-scales``, in [0, 2]).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,15 @@ from torch import Tensor
 from .ablations import Ablator
 from .baselines.attribution import ATTRIBUTION_GRANULARITIES, attribution_scores
 from .baselines.cost import Cost, measure
-from .baselines.report import central_claim, claim_text, compare_table
-from .baselines.selection import random_scores, scale_grid, scaled_counts, select_top_k
+from .baselines.report import central_claim, claim_text, compare_table, write_outputs
+from .baselines.search import smallest_scale_reaching
+from .baselines.selection import (
+    FULL_SCALE,
+    random_scores,
+    scale_grid,
+    scaled_counts,
+    select_top_k,
+)
 from .circuit import Circuit
 from .config import DiscoveryConfig
 from .curves import curve_point, curves_document, mean_point
@@ -57,7 +63,7 @@ METHODS = {
     "random": "random circuits of the multi-granular circuit's sizes",
 }
 COARSE_GRANULARITIES = ["mlp_block", "attention_head"]
-DEFAULT_CURVE_SCALES = [0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
+DEFAULT_CURVE_SCALES = [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
 @dataclass
@@ -97,6 +103,16 @@ class CompareResult:
 
     def claim_text(self) -> str:
         return claim_text(self.claim)
+
+    def save(self, out: Path) -> list[Path]:
+        """compare.json, curves.json, claim.json, compare.txt and circuits/METHOD.json."""
+        documents = {
+            "compare.json": self.rows,
+            "curves.json": self.curves_json(),
+            "claim.json": self.claim,
+        }
+        text = self.table() + "\n\n" + self.claim_text()
+        return write_outputs(out, documents, text, self.circuits)
 
 
 def _log(message: str) -> None:
@@ -239,7 +255,12 @@ class Comparison:
         target = float(multi.metrics["normalized_faithfulness"])
         _log(f"[compare] attribution: searching the size that reaches faithfulness {target:.3f}")
         with measure(self.loaded.device) as cost:
-            scale, reached = self._match_faithfulness(at_scale, target, profile)
+            scale, reached = smallest_scale_reaching(
+                lambda s: at_scale(s)[1]["normalized_faithfulness"],
+                target,
+                FULL_SCALE,
+                self.options.search_steps,
+            )
             masks, metrics = at_scale(scale)
         cost.wall_s += score_cost.wall_s
         cost.peak_mb = max(cost.peak_mb, score_cost.peak_mb)
@@ -256,40 +277,10 @@ class Comparison:
                 **common,
             )
         )
-        for s in scale_grid(profile, self.dims, self.options.curve_scales):
+        for s in scale_grid(self.options.curve_scales):
             at_scale(s)
         points = [curve_point(m, met, scale=s) for s, (m, met) in sorted(evaluated.items())]
         return rows, points
-
-    def _match_faithfulness(
-        self,
-        at_scale: Callable[[float], tuple[dict[str, Tensor], dict[str, float]]],
-        target: float,
-        profile: dict[str, int],
-    ) -> tuple[float, bool]:
-        """The smallest scale (by bisection, assuming faithfulness grows with size) whose
-        normalized faithfulness reaches ``target``; the full scale if none does."""
-        from .baselines.selection import full_scale
-
-        def faithfulness(scale: float) -> float:
-            value = at_scale(scale)[1]["normalized_faithfulness"]
-            return value if math.isfinite(value) else -math.inf
-
-        hi = full_scale(profile, self.dims)
-        if faithfulness(hi) < target:
-            return hi, False
-        lo = 0.0
-        if faithfulness(1.0) >= target:
-            hi = 1.0
-        else:
-            lo = 1.0
-        for _ in range(self.options.search_steps):
-            mid = (lo + hi) / 2
-            if faithfulness(mid) >= target:
-                hi = mid
-            else:
-                lo = mid
-        return hi, True
 
     def run_random(self, multi: Circuit) -> tuple[dict[str, Any], list[dict]]:
         enabled = list(multi.enabled)
@@ -328,7 +319,7 @@ class Comparison:
         row["fraction_kept"] = mean_point(per_draw)["fraction_kept"]
         row.update(spread=spread, draws=per_draw, granularities=enabled, seeds=draws)
         points = []
-        for s in scale_grid(profile, self.dims, self.options.curve_scales):
+        for s in scale_grid(self.options.curve_scales):
             sampled = [curve_point(*draw(s, i)) for i in range(draws)]
             points.append(mean_point(sampled, scale=s))
         return row, points
@@ -361,102 +352,9 @@ class Comparison:
         return CompareResult(rows, curves, claim, circuits)
 
 
-def save_result(result: CompareResult, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, content in (
-        ("compare.json", result.rows),
-        ("curves.json", result.curves_json()),
-        ("claim.json", result.claim),
-    ):
-        path = out / name
-        path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
-        written.append(path)
-    text = out / "compare.txt"
-    text.write_text(result.table() + "\n\n" + result.claim_text() + "\n", encoding="utf-8")
-    written.append(text)
-    for method, circuit in result.circuits.items():
-        written.append(circuit.save(out / "circuits" / f"{method}.json"))
-    return written
-
-
-# -- command line ------------------------------------------------------------------
+# -- command line (in baselines/command.py, to keep this module small) ------------
 def add_compare_parser(sub: Any) -> None:
-    """``nodeprune compare``: every ``discover`` flag, plus the comparison's own."""
-    from .cli import add_config_flags
+    """Add ``nodeprune compare`` to the ``nodeprune`` subcommands."""
+    from .baselines.command import add_compare_parser as add
 
-    p = sub.add_parser(
-        "compare",
-        help="compare multi-granular pruning with coarse pruning, attribution and random",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    p.add_argument("--config", help="TOML file with any of the discover flags as keys")
-    p.add_argument("--out", help="output folder (default runs/compare-TASK)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing compare.json")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--methods",
-        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        default=list(METHODS),
-        help=f"comma-separated subset of {', '.join(METHODS)} (multi-granular always runs)",
-    )
-    p.add_argument("--random-draws", type=int, default=5, help="random circuits per size")
-    p.add_argument(
-        "--curve-lams",
-        type=float,
-        nargs="+",
-        default=[],
-        help="extra lam values: one more multi-granular and coarse discovery each, "
-        "for the faithfulness curves (sequential; each costs a full run)",
-    )
-    p.add_argument(
-        "--curve-scales",
-        type=float,
-        nargs="*",
-        default=list(DEFAULT_CURVE_SCALES),
-        help="factors on the multi-granular sizes at which attribution and random circuits "
-        "are evaluated for their curves (the full size is always added; none: no curves)",
-    )
-    p.add_argument(
-        "--search-steps",
-        type=int,
-        default=8,
-        help="bisection steps of the faithfulness-matched attribution size",
-    )
-    add_config_flags(p)
-    p.set_defaults(func=cmd_compare)
-
-
-def cmd_compare(args: Any) -> int:
-    from .cli import config_from_args
-    from .models import load_model
-
-    cfg = config_from_args(args)
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise NodepruneError(
-            f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}"
-        )
-    out = Path(args.out or f"runs/compare-{cfg.task}")
-    if (out / "compare.json").exists() and not args.overwrite:
-        raise NodepruneError(f"{out / 'compare.json'} exists; pass --overwrite to replace it")
-    options = CompareOptions(
-        random_draws=args.random_draws,
-        curve_lams=list(args.curve_lams),
-        curve_scales=list(args.curve_scales),
-        search_steps=args.search_steps,
-        progress=not args.quiet,
-    )
-    _log(f"loading {cfg.model} ...")
-    loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
-    comparison = Comparison(loaded, cfg, options)
-    try:
-        result = comparison.run(args.methods)
-    finally:
-        comparison.close()
-    print(result.table())
-    print()
-    print(result.claim_text())
-    for path in save_result(result, out):
-        _log(f"wrote {path}")
-    return 0
+    add(sub)

@@ -8,7 +8,7 @@ import torch
 
 from nodeprune.architectures.base import ModelDims
 from nodeprune.baselines.selection import (
-    full_scale,
+    FULL_SCALE,
     random_scores,
     scale_grid,
     scaled_counts,
@@ -16,7 +16,6 @@ from nodeprune.baselines.selection import (
 )
 from nodeprune.circuit import make_consistent
 from nodeprune.errors import NodepruneError
-from nodeprune.granularity import GRANULARITIES
 
 DIMS = ModelDims(n_layers=3, n_heads=4, head_dim=5, d_model=8, d_mlp=10, n_kv_heads=2)
 FOUR = ["mlp_block", "attention_head", "attention_neuron", "mlp_neuron"]
@@ -89,12 +88,26 @@ def test_missing_or_misshaped_scores_are_refused():
         )
 
 
-def test_scaled_counts_and_full_scale():
-    profile = {"attention_head": 3, "mlp_neuron": 15}  # of 12 heads and 30 MLP neurons
+def test_scaled_counts_go_from_empty_through_the_profile_to_full():
+    profile = {"attention_head": 3, "mlp_neuron": 15, "mlp_block": 0}  # of 12, 30, 3
+    assert scaled_counts(profile, 0.0, DIMS) == {
+        "attention_head": 0,
+        "mlp_neuron": 0,
+        "mlp_block": 0,
+    }
+    assert scaled_counts(profile, 0.5, DIMS) == {
+        "attention_head": 2,
+        "mlp_neuron": 8,
+        "mlp_block": 0,
+    }
     assert scaled_counts(profile, 1.0, DIMS) == profile
-    assert scaled_counts(profile, 0.5, DIMS) == {"attention_head": 2, "mlp_neuron": 8}
-    assert scaled_counts(profile, 10.0, DIMS) == {"attention_head": 12, "mlp_neuron": 30}
-    assert full_scale(profile, DIMS) == pytest.approx(4.0)  # heads are full last
-    full = scaled_counts(profile, full_scale(profile, DIMS), DIMS)
-    assert all(full[g] == GRANULARITIES[g].size(DIMS) for g in profile)
-    assert scale_grid(profile, DIMS, [0.5, 1.0, 5.0, 4.0]) == [0.5, 1.0, 4.0]
+    # halfway from the profile to full: 3 + 4.5, 15 + 7.5, 0 + 1.5 (rounded half to even)
+    assert scaled_counts(profile, 1.5, DIMS) == {
+        "attention_head": 8,
+        "mlp_neuron": 22,
+        "mlp_block": 2,
+    }
+    full = {"attention_head": 12, "mlp_neuron": 30, "mlp_block": 3}
+    assert scaled_counts(profile, FULL_SCALE, DIMS) == full
+    assert scaled_counts(profile, 5.0, DIMS) == full
+    assert scale_grid([0.5, 1.0, 5.0, 2.0, 0.5]) == [0.5, 1.0, FULL_SCALE]

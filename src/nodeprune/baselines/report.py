@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from ..circuit import Circuit
@@ -128,3 +130,22 @@ def claim_text(claim: dict[str, Any]) -> str:
         f"({allc['multi_outside_coarse']} of them outside the coarse circuit's components) "
         f"and {claim['heads']['multi-granular']} heads vs {claim['heads']['coarse']} for coarse."
     )
+
+
+def write_outputs(
+    out: Path, documents: dict[str, Any], text: str, circuits: dict[str, Circuit]
+) -> list[Path]:
+    """``out/NAME`` for each JSON document, ``out/compare.txt`` and one circuit file per
+    discovered method under ``out/circuits/``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in documents.items():
+        path = out / name
+        path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
+        written.append(path)
+    path = out / "compare.txt"
+    path.write_text(text + "\n", encoding="utf-8")
+    written.append(path)
+    for method, circuit in circuits.items():
+        written.append(circuit.save(out / "circuits" / f"{method}.json"))
+    return written

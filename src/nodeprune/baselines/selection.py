@@ -9,8 +9,6 @@ picked, which it prunes). Random circuits are the same selection with random sco
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -68,18 +66,28 @@ def random_scores(
     return {g: torch.rand(GRANULARITIES[g].shape(dims), generator=generator) for g in granularities}
 
 
+#: The scale at which every granularity is full (see :func:`scaled_counts`).
+FULL_SCALE = 2.0
+
+
 def scaled_counts(profile: dict[str, int], scale: float, dims: ModelDims) -> dict[str, int]:
-    """The per-granularity sizes ``profile`` times ``scale``, capped at each total."""
-    return {g: min(GRANULARITIES[g].size(dims), int(round(scale * k))) for g, k in profile.items()}
+    """Per-granularity sizes along one knob through ``profile``, from empty to full.
+
+    Scale 0 is empty and 1 is ``profile`` itself; below 1 every size shrinks in proportion
+    (``scale * k``), above 1 every granularity's size grows linearly towards its total,
+    which all reach together at :data:`FULL_SCALE` (2), including granularities of which
+    ``profile`` keeps nothing.
+    """
+    counts = {}
+    for g, k in profile.items():
+        total = GRANULARITIES[g].size(dims)
+        if scale <= 1.0:
+            counts[g] = int(round(max(scale, 0.0) * k))
+        else:
+            counts[g] = int(round(k + min(scale - 1.0, 1.0) * (total - k)))
+    return counts
 
 
-def full_scale(profile: dict[str, int], dims: ModelDims) -> float:
-    """The smallest scale at which every granularity of ``profile`` (with k > 0) is full."""
-    ratios = [GRANULARITIES[g].size(dims) / k for g, k in profile.items() if k > 0]
-    return max(ratios, default=1.0)
-
-
-def scale_grid(profile: dict[str, int], dims: ModelDims, scales: list[float]) -> list[float]:
-    """``scales`` below the full scale, plus the full scale itself, sorted."""
-    top = full_scale(profile, dims)
-    return sorted({s for s in scales if 0 <= s < top and not math.isclose(s, top)} | {top})
+def scale_grid(scales: list[float]) -> list[float]:
+    """``scales`` in [0, FULL_SCALE), plus FULL_SCALE, sorted and without duplicates."""
+    return sorted({s for s in scales if 0 <= s < FULL_SCALE} | {FULL_SCALE})
