@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean bench bench-peer
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Cost against the floor and the edge-level peer (its own venv, .venv-peer).
+bench-peer:
+	bench/setup_edge_peer.sh
+
+bench: $(STAMP) bench-peer
+	$(BIN)/python bench/cost.py --model smollm2-135m --batch 8 --peer
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
