@@ -149,6 +149,9 @@ def _damage(kind: str, folder) -> None:
     elif kind == "step out of range":
         data = json.loads(meta.read_text())
         meta.write_text(json.dumps({**data, "step": 10**6}))
+    elif kind == "config not a table":
+        data = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**data, "config": [1, 2]}))
     elif kind == "history malformed":
         data = json.loads(meta.read_text())
         meta.write_text(json.dumps({**data, "history": [{"nope": 1}]}))
@@ -174,14 +177,12 @@ def test_damaged_checkpoints_are_refused_in_one_line(reference, tmp_path, kind, 
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("kind", ["step out of range", "history malformed"])
+@pytest.mark.parametrize("kind", ["step out of range", "history malformed", "config not a table"])
 def test_inconsistent_checkpoint_contents_are_refused(reference, tmp_path, kind):
     loaded, _, _ = reference
     Discovery(loaded, _config(steps=2)).run(progress=False, checkpoint_dir=tmp_path)
-    # Rewritten through write_checkpoint so that the checksum matches the new JSON.
-    tensors, meta = read_checkpoint(tmp_path)
-    write_checkpoint(tmp_path, tensors, meta)
     _damage(kind, tmp_path)
+    # Rewritten through write_checkpoint so that the checksum matches the new JSON.
     tensors, meta = read_checkpoint_ignoring_checksum(tmp_path)
     write_checkpoint(tmp_path, tensors, meta)
     with pytest.raises(NodepruneError, match="damaged"):

@@ -303,8 +303,8 @@ def restore_discovery(discovery: Discovery, folder: str | Path) -> None:
 
     d = Path(folder)
     tensors, meta = read_checkpoint(d)
-    check_compatible(discovery, meta, d)
     try:
+        check_compatible(discovery, meta, d)
         log_alpha = tensors["gates.log_alpha"]
         if log_alpha.shape != discovery.gates.log_alpha.shape:
             raise ValueError(f"gate logits have shape {tuple(log_alpha.shape)}")

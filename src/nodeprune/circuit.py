@@ -278,7 +278,10 @@ def _from_checked_json(cls: type[Circuit], data: dict[str, Any], source: str) ->
     metrics = _typed(data.get("metrics", {}), "metrics", dict, source)
     for key, value in metrics.items():
         _typed(value, f"metrics.{key}", (int, float, type(None)), source)
-    timings = _typed(data.get("timings", {}), "timings", dict, source)
+    timings = dict(_typed(data.get("timings", {}), "timings", dict, source))
+    extra = dict(_typed(data.get("extra", {}), "extra", dict, source))
+    if "train_seconds" in extra:  # files written before timings had their own field
+        timings.setdefault("train_seconds", extra.pop("train_seconds"))
     for key, value in timings.items():
         _typed(value, f"timings.{key}", (int, float), source)
     return cls(
@@ -294,6 +297,6 @@ def _from_checked_json(cls: type[Circuit], data: dict[str, Any], source: str) ->
         model_revision=_typed(
             data.get("model_revision"), "model_revision", (str, type(None)), source
         ),
-        extra=dict(_typed(data.get("extra", {}), "extra", dict, source)),
-        timings=dict(timings),
+        extra=extra,
+        timings=timings,
     )

@@ -1,0 +1,52 @@
+"""Same seed and config, same circuit file (timings aside, which live in their own field);
+the file records the versions it was made with."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import torch
+import transformers
+
+import nodeprune
+from nodeprune import Circuit, Discovery, DiscoveryConfig
+
+
+def _config(seed: int) -> DiscoveryConfig:
+    return DiscoveryConfig(
+        model="tiny", steps=8, n_train=16, n_val=0, n_test=8, filter=False, batch_size=8,
+        lr=0.3, lam=0.5, seed=seed,
+    )  # fmt: skip
+
+
+def test_two_runs_with_the_same_seed_write_the_same_file(llama_model, tmp_path):
+    a = Discovery(llama_model, _config(4)).run(progress=False).save(tmp_path / "a.json")
+    b = Discovery(llama_model, _config(4)).run(progress=False).save(tmp_path / "b.json")
+    ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert set(ja["timings"]) == {"train_seconds"}
+    ja.pop("timings"), jb.pop("timings")
+    assert json.dumps(ja, sort_keys=True) == json.dumps(jb, sort_keys=True)
+    # Only the timings field carries wall-clock numbers.
+    assert "train_seconds" not in json.dumps(ja)
+    # Loading and saving again changes nothing either.
+    again = json.dumps(Circuit.load(a).comparable_json(), sort_keys=True)
+    assert again == json.dumps(ja, sort_keys=True)
+
+
+def test_another_seed_gives_another_run(llama_model):
+    a = Discovery(llama_model, _config(4))
+    b = Discovery(llama_model, _config(5))
+    a.run(progress=False), b.run(progress=False)
+    assert not torch.equal(a.gates.log_alpha, b.gates.log_alpha)
+
+
+def test_the_file_records_versions(llama_model, tmp_path):
+    path = Discovery(llama_model, _config(0)).run(progress=False).save(tmp_path / "c.json")
+    versions = json.loads(path.read_text())["versions"]
+    assert versions == {
+        "nodeprune": nodeprune.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
