@@ -36,6 +36,7 @@ def _corpus() -> list[str]:
     # so that each generator finds the single tokens it needs.
     lines += [" he she is are key keys door doors book books"] * 40
     lines += [" path size mode name value data items count index text"] * 40
+    lines += ['def f(self, a):\n    """\n\n    :param a:\n    :param'] * 40
     return lines
 
 

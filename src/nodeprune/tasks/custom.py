@@ -4,9 +4,14 @@ File formats: see :mod:`nodeprune.tasks.custom_file`. Tokenizer rules, checked w
 examples are drawn (each failure names the file and line):
 
 * clean and corrupted prompts must tokenize to the same number of tokens;
-* **multi-token answers are scored on their first token**: " New York" counts as " New".
-  An answer and a distractor whose first tokens coincide cannot be told apart at the
-  scored position and are rejected.
+* **multi-token answers are scored at their first differing token**. Each answer and
+  distractor is tokenized as it continues the clean prompt; the tokens they all start
+  with are appended to both prompts, and the next token of each is scored. So " New
+  York" vs " Boston" scores " New" vs " Boston", " New York" vs " New Delhi" scores
+  " York" vs " Delhi" after the prompt + " New", and with a tokenizer that writes " 3"
+  as " " + "3" (SmolLM2) " 3" vs " 5" scores "3" vs "5" after the prompt + " ". An
+  answer that is the start of all the others (" New" vs " New York"), or an answer and a
+  distractor that still share the scored token, are rejected with the line number.
 
 Splits: lines with a ``split`` field go to that split (when no line says ``test``, the
 ``validation`` lines serve as the test split too, as in Edge Pruning, and vice versa).
@@ -79,30 +84,58 @@ class CustomTask(Task):
 
 
 def to_example(record: Record, tokenizer: object) -> Example:
-    """Check a record against the tokenizer and turn it into an Example whose answers
-    are the first tokens of the record's answers (see the module docstring)."""
+    """Check a record against the tokenizer and turn it into an Example scored at the
+    first token where the answers and distractors differ (see the module docstring)."""
     where = record.where
-    clean, corrupted = tokenizer.encode(record.clean), tokenizer.encode(record.corrupted)
-    if len(clean) != len(corrupted):
+    prompt_ids = tokenizer.encode(record.clean)
+    labelled = [("answer", a) for a in record.answers]
+    labelled += [("distractor", d) for d in record.distractors]
+    sequences = [
+        _continuation(where, label, record.clean, prompt_ids, text, tokenizer)
+        for label, text in labelled
+    ]
+    shared = _common_prefix(sequences)
+    for (label, text), seq in zip(labelled, sequences, strict=True):
+        if len(seq) == len(shared):
+            raise NodepruneError(
+                f"{where}: {label} {text!r} is the start of every other answer and distractor, "
+                "so no token tells them apart; make them differ in some token"
+            )
+    clean, corrupted = record.clean, record.corrupted
+    if shared:
+        # The tokens every continuation starts with become part of both prompts.
+        shared_text = tokenizer.decode(shared)
+        clean, corrupted = clean + shared_text, corrupted + shared_text
+        if tokenizer.encode(clean) != prompt_ids + shared:
+            raise NodepruneError(
+                f"{where}: the answers all start with {shared_text!r}, which tokenizes "
+                "differently once appended to the prompt; end the prompt with it yourself"
+            )
+    scored = [seq[len(shared)] for seq in sequences]
+    texts = [
+        _standalone(where, label, text, tok, tokenizer)
+        for (label, text), tok in zip(labelled, scored, strict=True)
+    ]
+    n_answers = len(record.answers)
+    overlap = set(scored[:n_answers]) & set(scored[n_answers:])
+    if overlap:
         raise NodepruneError(
-            f"{where}: clean and corrupted prompts tokenize to {len(clean)} and "
-            f"{len(corrupted)} tokens; they must align token by token (use replacements "
+            f"{where}: an answer and a distractor both continue with the token "
+            f"{tokenizer.decode([overlap.pop()])!r} where they are scored; multi-token answers "
+            "are scored at their first differing token, so they must differ there"
+        )
+    clean_ids, corrupted_ids = tokenizer.encode(clean), tokenizer.encode(corrupted)
+    if len(clean_ids) != len(corrupted_ids):
+        raise NodepruneError(
+            f"{where}: clean and corrupted prompts tokenize to {len(clean_ids)} and "
+            f"{len(corrupted_ids)} tokens; they must align token by token (use replacements "
             "that are the same number of tokens)"
         )
-    answers = [_first_token(where, "answer", a, tokenizer) for a in record.answers]
-    wrong = [_first_token(where, "distractor", d, tokenizer) for d in record.distractors]
-    shared = {t for t, _ in answers} & {t for t, _ in wrong}
-    if shared:
-        text = tokenizer.decode([shared.pop()])
-        raise NodepruneError(
-            f"{where}: an answer and a distractor both start with the token {text!r}; "
-            "multi-token answers are scored on their first token, so they must differ there"
-        )
-    answer_texts = tuple(dict.fromkeys(t for _, t in answers))
-    wrong_texts = tuple(dict.fromkeys(t for _, t in wrong))
+    answer_texts = tuple(dict.fromkeys(texts[:n_answers]))
+    wrong_texts = tuple(dict.fromkeys(texts[n_answers:]))
     return Example(
-        record.clean,
-        record.corrupted,
+        clean,
+        corrupted,
         answer_texts[0],
         wrong_texts[0],
         answers=answer_texts,
@@ -110,17 +143,38 @@ def to_example(record: Record, tokenizer: object) -> Example:
     )
 
 
-def _first_token(where: str, label: str, text: str, tokenizer: object) -> tuple[int, str]:
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if not ids:
+def _continuation(
+    where: str, label: str, prompt: str, prompt_ids: list[int], text: str, tokenizer: object
+) -> list[int]:
+    """The tokens ``text`` adds after ``prompt`` when the two are written together (or,
+    where the tokenizer merges across the boundary, ``text`` tokenized alone)."""
+    joined = tokenizer.encode(prompt + text)
+    if joined[: len(prompt_ids)] == prompt_ids and len(joined) > len(prompt_ids):
+        return joined[len(prompt_ids) :]
+    alone = tokenizer.encode(text, add_special_tokens=False)
+    if not alone:
         raise NodepruneError(f"{where}: {label} {text!r} tokenizes to nothing")
-    first = tokenizer.decode([ids[0]])
-    if tokenizer.encode(first, add_special_tokens=False) != [ids[0]]:
+    return alone
+
+
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    prefix: list[int] = []
+    for tokens in zip(*sequences, strict=False):
+        if len(set(tokens)) > 1:
+            break
+        prefix.append(tokens[0])
+    return prefix
+
+
+def _standalone(where: str, label: str, text: str, token: int, tokenizer: object) -> str:
+    """The scored token as text that tokenizes back to exactly that token."""
+    piece = tokenizer.decode([token])
+    if tokenizer.encode(piece, add_special_tokens=False) != [token]:
         raise NodepruneError(
-            f"{where}: the first token of {label} {text!r} is part of a character and "
-            "cannot stand alone; use an answer whose first token is whole text"
+            f"{where}: the scored token {piece!r} of {label} {text!r} does not tokenize back "
+            "to itself (part of a character?); rephrase the answer"
         )
-    return ids[0], first
+    return piece
 
 
 def _split_pools(path: str, records: list[Record]) -> dict[str, list[Record]]:

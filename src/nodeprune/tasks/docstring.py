@@ -3,10 +3,10 @@
 Clean prompt (indentation as in the source)::
 
     def fetch(self, path, size, mode, limit):
-        """load the file
+        """river stone cloud
 
-        :param path: the first thing
-        :param size: the next one
+        :param path: candle pocket
+        :param size: engine winter
         :param
 
 The answer is the next undocumented argument, " mode"; the distractor is the argument
@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 
 from .base import Example, Task
+from .induction import WORDS
 from .vocab import require_words
 
 FUNCTION_NAMES = "fetch load update parse render build create check send apply".split()
@@ -31,26 +32,6 @@ ARG_NAMES = (
     "step table title token unit url weight source target config options message result "
     "field label query parent child node image model format prefix suffix"
 ).split()
-DESCRIPTIONS = (
-    "load the file",
-    "update the state",
-    "send the message",
-    "check the value",
-    "build the table",
-    "parse the text",
-    "create a new node",
-    "render the image",
-)
-ARG_DESCRIPTIONS = (
-    "the first thing",
-    "the next one",
-    "what to use",
-    "how much",
-    "where to look",
-    "the current value",
-    "used for the check",
-    "the default one",
-)
 N_DOCUMENTED = (1, 2, 3)  # parameters already documented before the one to predict
 
 
@@ -66,13 +47,14 @@ class DocstringTask(Task):
         # Clean and corrupted signatures together use 2 * (documented + 2) distinct names.
         need = 2 * (max(N_DOCUMENTED) + 2)
         names = require_words(tokenizer, ARG_NAMES, need, "argument names", self.name)
+        words = require_words(tokenizer, WORDS, 3, "description words", self.name)
         examples = []
         for _ in range(n):
             documented = rng.choice(N_DOCUMENTED)
             n_args = documented + 2
             drawn = rng.sample(names, 2 * n_args)
             args, renamed = drawn[:n_args], drawn[n_args:]
-            body = _docstring(rng, args[:documented])
+            body = _docstring(rng, words, args[:documented])
             function = rng.choice(FUNCTION_NAMES)
             examples.append(
                 Example(
@@ -89,7 +71,12 @@ def _signature(function: str, args: list[str]) -> str:
     return f"def {function}(self, {', '.join(args)}):\n"
 
 
-def _docstring(rng: random.Random, documented: list[str]) -> str:
-    lines = [f'    """{rng.choice(DESCRIPTIONS)}', ""]
-    lines += [f"    :param {a}: {rng.choice(ARG_DESCRIPTIONS)}" for a in documented]
+def _docstring(rng: random.Random, words: list[str], documented: list[str]) -> str:
+    # Descriptions are random single-token words, as in Heimersheim & Janiak.
+    lines = [f'    """{" ".join(rng.sample(words, 3))}', ""]
+    lines += [f"    :param {a}:{_join(rng.sample(words, 2))}" for a in documented]
     return "\n".join(lines) + "\n    :param"
+
+
+def _join(words: list[str]) -> str:
+    return "".join(" " + w for w in words)
