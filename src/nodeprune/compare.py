@@ -54,7 +54,7 @@ from .granularity import GRANULARITIES
 from .intervention import GatedModel
 from .models import LoadedModel
 from .task_data import build_task_data
-from .tasks import Task, get_task
+from .tasks import Task, resolve_task
 
 METHODS = {
     "multi-granular": "Discovery with every configured granularity (the method)",
@@ -132,7 +132,7 @@ class Comparison:
         self.config = config.validate()
         self.options = (options or CompareOptions()).validate()
         self.loaded = loaded
-        self.task = task or get_task(config.task)
+        self.task = task or resolve_task(config.task, config.task_file)
         self.dims = loaded.dims
         torch.manual_seed(config.seed)
         self.gated = GatedModel(loaded)
