@@ -28,7 +28,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "ray_address": None,
     "ray_num_cpus": None,
     "trial_cpus": 1.0,
-    "trial_gpus": 0.0,
+    "trial_gpus": None,  # 1 when the trials run on CUDA (device cuda* or a device map)
     "trial_memory_gb": None,
     "max_workers": None,
     "device_map": None,
@@ -62,7 +62,9 @@ def add_sweep_parser(sub: Any, add_config_flags: Any) -> argparse.ArgumentParser
     p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
     p.add_argument("--ray-num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
     p.add_argument("--trial-cpus", type=float, help="CPUs one trial asks Ray for (default 1)")
-    p.add_argument("--trial-gpus", type=float, help="GPUs one trial asks Ray for (default 0)")
+    p.add_argument(
+        "--trial-gpus", type=float, help="GPUs one trial asks Ray for (default 1 on cuda, else 0)"
+    )
     p.add_argument("--trial-memory-gb", type=float, help="memory one trial asks Ray for")
     p.add_argument("--max-workers", type=int, help="Ray workers (default: as many as fit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,6 +110,7 @@ def spec_and_settings(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, An
         if value is not None and key not in ("device_map", "gradient_checkpointing"):
             settings[key] = value
     settings["load"] = load_options_from_args(args, run)
+    settings["device"] = base.get("device", "cpu")
     return SweepSpec(base=base, axes=axes), settings
 
 
@@ -120,11 +123,12 @@ def make_backend(settings: dict[str, Any]):
     from .ray_backend import RayBackend, import_ray
 
     import_ray()  # fail now, with the install hint, not after the grid is written
-    resources = Resources(
-        float(settings["trial_cpus"]),
-        float(settings["trial_gpus"]),
-        settings["trial_memory_gb"],
-    )
+    gpus = settings["trial_gpus"]
+    if gpus is None:
+        # Ray hides every GPU from an actor that asked for none.
+        on_gpu = str(settings.get("device", "cpu")).startswith("cuda") or options.device_map
+        gpus = 1.0 if on_gpu else 0.0
+    resources = Resources(float(settings["trial_cpus"]), float(gpus), settings["trial_memory_gb"])
     return RayBackend(
         options,
         resources,
