@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .compare import add_compare_parser
 
     add_compare_parser(sub)
+
+    from .reports.commands import add_commands
+
+    add_commands(sub)  # report, export, stability
     return parser
 
 

@@ -1,0 +1,104 @@
+"""Stability across runs (seeds): how often each node is kept, and how much the kept
+sets of two runs overlap (pairwise Jaccard), per granularity."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .circuit import Circuit
+from .errors import NodepruneError
+from .granularity import GRANULARITIES
+from .metrics.jaccard import jaccard
+
+STABILITY_FILE = "stability.json"
+#: Granularities whose keep counts are stored node by node; the neuron-level ones are
+#: summarised per layer and by a histogram (tens of thousands of nodes).
+PER_NODE = ("embedding", "layer", "attention_block", "mlp_block", "attention_head")
+
+
+def circuit_path(path: str | Path) -> Path:
+    """A run folder (holding circuit.json) or a circuit file."""
+    p = Path(path)
+    return p / "circuit.json" if p.is_dir() else p
+
+
+def load_runs(paths: list[str | Path]) -> list[Circuit]:
+    return [Circuit.load(circuit_path(p)) for p in paths]
+
+
+def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[str, Any]:
+    """Keep frequency and pairwise Jaccard overlap per granularity that every run gated."""
+    if len(circuits) < 2:
+        raise NodepruneError("stability needs at least two runs (e.g. the same task, two seeds)")
+    dims = circuits[0].dims
+    for c in circuits[1:]:
+        if c.dims != dims:
+            raise NodepruneError(
+                f"runs are from different models ({circuits[0].model} {dims.to_dict()} vs "
+                f"{c.model} {c.dims.to_dict()}); compare runs of one model"
+            )
+    labels = labels or [f"{c.task} seed {c.seed}" for c in circuits]
+    n = len(circuits)
+    common = [g for g in GRANULARITIES if all(g in c.enabled for c in circuits)]
+    out: dict[str, Any] = {
+        "runs": labels,
+        "model": circuits[0].model,
+        "tasks": sorted({c.task for c in circuits}),
+        "seeds": [c.seed for c in circuits],
+        "n_runs": n,
+        "granularities": {},
+    }
+    for g in common:
+        masks = [c.masks[g].numpy().astype(bool) for c in circuits]
+        counts = np.sum(masks, axis=0)
+        pairs = {
+            f"{i}-{j}": jaccard(masks[i], masks[j]) for i, j in itertools.combinations(range(n), 2)
+        }
+        values = list(pairs.values())
+        entry: dict[str, Any] = {
+            "total": int(counts.size),
+            "kept_per_run": [int(m.sum()) for m in masks],
+            "jaccard_pairs": pairs,
+            "jaccard_mean": float(np.mean(values)),
+            "jaccard_min": float(np.min(values)),
+            # fraction of nodes kept by exactly k of the n runs, k = 0..n
+            "kept_by_k_runs": [float(np.mean(counts == k)) for k in range(n + 1)],
+        }
+        if g in PER_NODE:
+            entry["keep_frequency"] = (counts / n).tolist()
+        else:
+            per_layer = counts.reshape(counts.shape[0], -1)
+            entry["keep_frequency_per_layer"] = (per_layer.mean(axis=1) / n).tolist()
+        out["granularities"][g] = entry
+    return out
+
+
+def save_stability(result: dict[str, Any], path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return p
+
+
+def stability_table(result: dict[str, Any]) -> str:
+    n = result["n_runs"]
+    rows = [
+        f"{result['n_runs']} runs of {result['model']} ({', '.join(result['tasks'])}), "
+        f"seeds {result['seeds']}",
+        "",
+        f"{'granularity':<18}{'kept per run':>22}{'Jaccard mean':>14}{'min':>8}"
+        f"{'kept by all':>13}{'by none':>9}",
+    ]
+    for g, e in result["granularities"].items():
+        kept = "/".join(str(k) for k in e["kept_per_run"])
+        by_k = e["kept_by_k_runs"]
+        rows.append(
+            f"{g:<18}{kept:>22}{e['jaccard_mean']:>14.3f}{e['jaccard_min']:>8.3f}"
+            f"{100 * by_k[n]:>12.1f}%{100 * by_k[0]:>8.1f}%"
+        )
+    return "\n".join(rows)
