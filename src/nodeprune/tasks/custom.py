@@ -61,13 +61,14 @@ class CustomTask(Task):
         return cls(path, records, file_format)
 
     def generate(self, n: int, rng: random.Random, tokenizer: object) -> list[Example]:
-        chosen = rng.sample(self.records, min(n, len(self.records)))
-        return [to_example(r, tokenizer) for r in chosen]
+        # Every record is checked, not only the drawn ones, so a bad line is always found.
+        examples = [to_example(r, tokenizer) for r in self.records]
+        return rng.sample(examples, min(n, len(examples)))
 
     def generate_split(self, split: str, n: int, seed: int, tokenizer: object) -> list[Example]:
-        pool = self._pools[split]
+        pool = [to_example(r, tokenizer) for r in self._pools[split]]
         rng = random.Random(f"{self.name}/{split}/{seed}")
-        return [to_example(r, tokenizer) for r in rng.sample(pool, min(n, len(pool)))]
+        return rng.sample(pool, min(n, len(pool)))
 
     def extras(self, examples: list[Example], tokenizer: object) -> dict[str, Tensor]:
         answers = [_token_ids(e.answers or (e.answer,), tokenizer) for e in examples]
