@@ -24,10 +24,11 @@ from nodeprune.checkpoint import META_FILE, TENSORS_FILE
 from nodeprune.cli import main
 
 STEPS = 60
+# Settings under which the tiny model's circuit is partial (some nodes kept, some pruned).
 ARGS = [
     "--steps", str(STEPS), "--n-train", "24", "--n-val", "0", "--n-test", "12", "--no-filter",
-    "--batch-size", "8", "--eval-batch-size", "16", "--lr", "0.07", "--lam", "0.5", "--seed", "2",
-    "--checkpoint-every", "4", "--quiet",
+    "--batch-size", "8", "--eval-batch-size", "16", "--lr", "0.04", "--lam", "0.5", "--seed", "2",
+    "--init-spread", "2", "--checkpoint-every", "4", "--quiet",
 ]  # fmt: skip
 
 
