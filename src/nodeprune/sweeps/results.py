@@ -63,7 +63,8 @@ def finished_row(trial: Trial, circuit: Circuit, wall: float, worker: str) -> di
     # Each gated granularity counts equally, so a million MLP output dimensions do not
     # drown out the few hundred heads.
     row["fraction_kept"] = sum(fractions.values()) / len(fractions) if fractions else None
-    row["train_s"] = circuit.extra.get("train_seconds")
+    timings = getattr(circuit, "timings", None) or circuit.extra
+    row["train_s"] = timings.get("train_seconds")
     row["circuit"] = circuit_relpath(trial.hash)
     return row
 
