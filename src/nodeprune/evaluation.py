@@ -78,14 +78,16 @@ def evaluate_circuit(
     seed: int | None = None,
     n_test: int | None = None,
     task: Task | None = None,
+    check_name: bool = True,
 ) -> dict[str, float]:
     """Recompute a saved circuit's metrics: by default on the same held-out test
-    prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones."""
+    prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones.
+    ``check_name=False`` accepts the same model under another name or path."""
     from .config import DiscoveryConfig
     from .task_data import build_task_data
     from .tasks import resolve_task
 
-    circuit.check_matches(loaded.dims, loaded.name)
+    circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)
     cfg = DiscoveryConfig.from_dict(circuit.config, source="circuit config").validate()
     task = task or resolve_task(circuit.task, cfg.task_file)
     gated = GatedModel(loaded)
