@@ -45,7 +45,7 @@ def kept_fraction_per_layer(circuit: Circuit) -> Plot:
             for g in rows
         ]
     ).reshape(len(rows), n_layers)
-    fig = new_figure(layer_width(n_layers), 1.4 + 0.42 * max(len(rows), 1))
+    fig = new_figure(layer_width(n_layers), 1.4 + 0.5 * max(len(rows), 1))
     ax = fig.add_subplot()
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_yticks(range(len(rows)))
@@ -185,7 +185,9 @@ def training_history(history: list[dict[str, Any]]) -> Plot | None:
     kl_axis.set_ylabel("KL", color="#d62728")
     if min(kl) > 0 and max(kl) / min(kl) > 100:
         kl_axis.set_yscale("log")
-    lines = left.get_lines() + kl_axis.get_lines()
+    lines = [
+        ln for ln in left.get_lines() + kl_axis.get_lines() if not ln.get_label().startswith("_")
+    ]
     left.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper right")
     left.set_title("Training loss and KL", fontsize=10)
     granularities = [g for g in GRANULARITIES if g in history[0].get("kept", {})]
