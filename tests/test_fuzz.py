@@ -207,9 +207,9 @@ def fuzz_inputs(valid: bytes, seed: int) -> list[bytes]:
     return randoms + [mutate(valid, rng) for _ in range(FUZZ_N - len(randoms))]
 
 
-#: Crashes already found and tracked by a strict xfail test below (remove both once the
-#: owner has fixed it): counted apart, so the loop keeps looking for new ones.
-KNOWN_CRASHES = ("TextEncodeInput must be",)
+#: Crashes already found and tracked by a test below, counted apart so the loop keeps
+#: looking for new ones (none open now: the lone-surrogate crash is fixed).
+KNOWN_CRASHES: tuple[str, ...] = ()
 
 
 def fuzz_loop(inputs: list[bytes], folder: Path, load: Callable[[Path], Any]) -> Counter:
@@ -285,11 +285,6 @@ def test_task_file_fuzz(tmp_path, tokenizer, kind):
     assert sum(counts.values()) == FUZZ_N and counts["error"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the fuzz loop: a JSON escape of a lone surrogate (\\ud800) in a task "
-    "file reaches the tokenizer, which raises TypeError (fix in tasks/custom_file.py)",
-)
 def test_task_file_with_a_lone_surrogate(tmp_path, tokenizer):
     custom = pytest.importorskip("nodeprune.tasks.custom", reason="task-file parser not present")
     row = '{"clean": "a \\ud800 b", "corrupted": "a b c", "answer": " Mary", "distractor": " John"}'

@@ -217,6 +217,13 @@ def _text(where: str, obj: dict, field: str, prompt: bool = False) -> str:
         )
     if not (value.strip() if prompt else value):
         raise NodepruneError(f"{where}: field {field!r} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a JSON escape of a lone surrogate, e.g. "\ud800"
+        raise NodepruneError(
+            f"{where}: field {field!r} is not valid text ({exc.reason} at character "
+            f"{exc.start}); remove the lone surrogate escape"
+        ) from exc
     return value
 
 
