@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nodeprune.config import DEFAULT_LAM_G
 from nodeprune.errors import NodepruneError
 from nodeprune.sweeps.grid import SweepSpec, config_hash
 
@@ -20,7 +21,8 @@ def test_product_of_axes_with_lam_g():
         assert t.config["steps"] == 5
         assert t.config["lam"] == t.axes["lam"] and t.config["seed"] == t.axes["seed"]
         assert t.config["lam_g"]["mlp_neuron"] == t.axes["lam_g.mlp_neuron"]
-        assert t.config["lam_g"]["attention_head"] == 1.0  # the default stays
+        # the default stays
+        assert t.config["lam_g"]["attention_head"] == DEFAULT_LAM_G["attention_head"]
 
 
 def test_hash_is_stable_and_ignores_spelling():
