@@ -83,3 +83,11 @@ def test_effective_gate_is_product_with_ancestors():
     # disabled mlp_block and mlp_output count as open: the output gate is the layer's
     torch.testing.assert_close(eff["mlp_output"], own["layer"][:, None].expand(3, 8))
     assert eff["embedding"].shape == (1,) and float(eff["embedding"]) == 1.0
+
+
+def test_granularity_names_accept_all_and_hyphens():
+    from nodeprune.granularity import DEFAULT_GRANULARITIES, check_granularity_names
+
+    assert check_granularity_names(["all"]) == list(GRANULARITIES)
+    assert check_granularity_names(["mlp-neuron", "layer"]) == ["layer", "mlp_neuron"]
+    assert set(DEFAULT_GRANULARITIES) < set(GRANULARITIES)

@@ -12,7 +12,7 @@ import torch
 from nodeprune.architectures.base import ModelDims
 from nodeprune.circuit import Circuit, full_masks
 from nodeprune.cli import main
-from nodeprune.config import DiscoveryConfig
+from nodeprune.config import DEFAULT_LAM_G, DiscoveryConfig
 from nodeprune.errors import NodepruneError
 from nodeprune.granularity import GRANULARITIES
 
@@ -70,7 +70,7 @@ def test_good_values_are_normalised():
     ).validate()
     assert cfg.steps == 10 and isinstance(cfg.steps, int) and cfg.lr == 1.0
     assert cfg.granularities == ["mlp_block", "attention_head"]
-    assert cfg.lam_g["layer"] == 2.0 and cfg.lam_g["mlp_neuron"] == 1.0
+    assert cfg.lam_g["layer"] == 2.0 and cfg.lam_g["mlp_neuron"] == DEFAULT_LAM_G["mlp_neuron"]
 
 
 def test_direct_construction_is_checked_too():

@@ -20,7 +20,7 @@ HELP = {
     "task": "built-in task name (see `nodeprune tasks`)",
     "task_file": "JSONL file of prompt pairs (a custom task)",
     "ablation": "what pruned nodes take: corrupted (default), mean or zero",
-    "granularities": "comma-separated granularities to gate (default: all)",
+    "granularities": "comma-separated granularities to gate, or all",
     "lam": "weight of sparsity vs faithfulness, in [0, 1]",
     "sparsity_warmup": "fraction of steps over which lam ramps up from 0",
     "margin_weight": "weight of the task-margin term in the faithfulness loss",

@@ -74,12 +74,17 @@ class Discovery:
         torch.manual_seed(config.seed)
         self.gated = GatedModel(loaded)
         sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
-        self.data = data or build_task_data(
-            self.gated, self.task, sizes, config.seed, config.filter, config.eval_batch_size
-        )
-        self.ablator = Ablator(config.ablation, self.gated).fit(
-            self.data.train, config.eval_batch_size
-        )
+        try:
+            self.data = data or build_task_data(
+                self.gated, self.task, sizes, config.seed, config.filter, config.eval_batch_size
+            )
+            self.ablator = Ablator(config.ablation, self.gated).fit(
+                self.data.train, config.eval_batch_size
+            )
+        except BaseException:
+            # A model reused after a failed set-up (sweeps do) must not keep our hooks.
+            self.gated.remove()
+            raise
         device = loaded.device
         self.gates = GateSet(
             loaded.dims,

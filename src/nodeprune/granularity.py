@@ -61,11 +61,27 @@ def children(name: str) -> list[str]:
     return [g.name for g in _ALL if g.parent == name]
 
 
+#: Enabled unless the user says otherwise. Whole-layer, MLP-output and embedding gates
+#: are available (``--granularities all``), but with them on at the calibrated weights
+#: the binarised SmolLM2 IOI circuit lost most of its faithfulness (README,
+#: "Calibration"), so they are opt-in until their weights are calibrated.
+DEFAULT_GRANULARITIES = (
+    "attention_block",
+    "mlp_block",
+    "attention_head",
+    "attention_neuron",
+    "mlp_neuron",
+)
+
+
 def check_granularity_names(names: list[str]) -> list[str]:
-    """Validate user-given names (``-`` or ``_``), returning them in registry order."""
+    """Validate user-given names (``-`` or ``_``; ``all`` for every granularity),
+    returning them in registry order."""
     from .suggest import closest
 
     normalised = [n.strip().replace("-", "_") for n in names if n.strip()]
+    if normalised == ["all"]:
+        return list(GRANULARITIES)
     for n in normalised:
         if n not in GRANULARITIES:
             raise NodepruneError(

@@ -97,7 +97,8 @@ class GatedModel:
         if self._mode != "gate":
             return None
         site, layer = key
-        m = self._masks[site][layer].to(x.dtype)
+        # .to(device): with --device-map the layers live on different GPUs.
+        m = self._masks[site][layer].to(device=x.device, dtype=x.dtype)
         assert self._ablated is not None
         a = self._ablated.get(key)
         if a is None:
@@ -135,8 +136,8 @@ class GatedModel:
         base = self.adapter.base_model(self.model)
         hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        picked = hidden[rows, answer_pos]
-        return self.adapter.lm_head(self.model)(picked).float()
+        picked = hidden[rows, answer_pos.to(hidden.device)]
+        return self.adapter.lm_head(self.model)(picked).float().to(input_ids.device)
 
     @contextmanager
     def _state(self, mode: str) -> Iterator[None]:
