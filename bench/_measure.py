@@ -1,7 +1,8 @@
 """Peak-memory and timing helpers shared by the benchmark scripts.
 
 On CPU the peak is the process's resident high-water mark (VmHWM), reset right before
-the measured steps through /proc/self/clear_refs, so model loading does not count; on
+the first step through /proc/self/clear_refs, so transient load-time memory does not
+count (the loaded model itself does); on
 CUDA it is torch.cuda.max_memory_allocated after reset_peak_memory_stats.
 """
 
@@ -40,10 +41,13 @@ def peak_mb(device: str) -> float:
 
 
 def measure(step: Callable[[], None], device: str, steps: int, warmup: int = 1) -> dict:
-    """Median step time and peak memory of ``steps`` calls after ``warmup`` calls."""
+    """Median step time of ``steps`` calls after ``warmup`` calls, and the peak memory
+    over all of them. ``base`` is the memory in use before the first call (model and
+    data loaded): freed activations stay resident in the allocator's heap after the
+    warm-up, so a base taken later would hide them."""
+    base = reset_peak(device)
     for _ in range(warmup):
         step()
-    base = reset_peak(device)
     times = []
     for _ in range(steps):
         if device.startswith("cuda"):
