@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from nodeprune.config import DiscoveryConfig
 from nodeprune.models import LoadedModel, wrap_model
 from nodeprune.tasks.ioi import NAMES, OBJECTS, PLACES, TEMPLATES_ABBA
 
@@ -106,3 +108,22 @@ def family_model(request, tokenizer) -> LoadedModel:
 @pytest.fixture
 def llama_model(tokenizer) -> LoadedModel:
     return tiny_model("llama", tokenizer)
+
+
+def tiny_discovery_config(**overrides) -> DiscoveryConfig:
+    """A discovery config sized for the tiny models: seconds, not minutes."""
+    base = dict(model="tiny", n_val=0, filter=False, batch_size=8, eval_batch_size=16)
+    return DiscoveryConfig(**{**base, **overrides})
+
+
+def save_tiny_model(folder: Path, tokenizer, family: str = "llama") -> Path:
+    """A tiny model and its tokenizer on disk, loadable by path like any HF model."""
+    loaded = tiny_model(family, tokenizer)
+    loaded.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tokenizer) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer)

@@ -10,6 +10,7 @@ import signal
 
 import pytest
 import torch
+from conftest import tiny_discovery_config
 from safetensors.torch import load_file
 
 from nodeprune import Discovery, DiscoveryConfig
@@ -27,22 +28,8 @@ from nodeprune.health import NumericalError, likely_cause
 
 
 def _config(**kw) -> DiscoveryConfig:
-    base = dict(
-        model="tiny",
-        steps=14,
-        n_train=24,
-        n_val=0,
-        n_test=12,
-        filter=False,
-        batch_size=8,
-        lr=0.1,
-        lam=0.5,
-        eval_batch_size=16,
-        seed=3,
-    )
-    base.update(kw)
-    return DiscoveryConfig(**base)
-
+    base = {"steps": 14, "n_train": 24, "n_test": 12, "lr": 0.1, "lam": 0.5, "seed": 3}
+    return tiny_discovery_config(**{**base, **kw})
 
 class Crash(Exception):
     """Stands in for the process dying between two checkpoints."""

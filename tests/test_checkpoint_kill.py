@@ -32,15 +32,9 @@ ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer) -> Path:
-    from conftest import tiny_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama", tokenizer).model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
+@pytest.fixture
+def model_dir(tiny_llama_dir) -> Path:
+    return tiny_llama_dir
 
 def _argv(model_dir: Path, out: Path, *extra: str) -> list[str]:
     return ["discover", "--model", str(model_dir), "--out", str(out), *ARGS, *extra]

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import tiny_discovery_config, tiny_model
 
 from nodeprune import DiscoveryConfig
 from nodeprune.baselines.attribution import ATTRIBUTION_GRANULARITIES
@@ -20,20 +20,7 @@ from nodeprune.granularity import GRANULARITIES
 
 
 def _config(**kw) -> DiscoveryConfig:
-    base = dict(
-        model="tiny",
-        steps=12,
-        n_train=16,
-        n_val=0,
-        n_test=8,
-        filter=False,
-        batch_size=8,
-        lr=0.3,
-        eval_batch_size=16,
-    )
-    base.update(kw)
-    return DiscoveryConfig(**base)
-
+    return tiny_discovery_config(**{"steps": 12, "n_train": 16, "n_test": 8, "lr": 0.3, **kw})
 
 @pytest.fixture(scope="module")
 def result(tokenizer):

@@ -4,27 +4,15 @@ and its saved metrics are the ones a fresh evaluation recomputes."""
 from __future__ import annotations
 
 import torch
+from conftest import tiny_discovery_config
 
-from nodeprune import Circuit, Discovery, DiscoveryConfig
+from nodeprune import Circuit, Discovery
 from nodeprune.circuit import make_consistent
 from nodeprune.evaluation import evaluate_circuit
 
 
 def _config(**kw):
-    base = dict(
-        model="tiny",
-        steps=30,
-        n_train=24,
-        n_val=0,
-        n_test=12,
-        filter=False,
-        batch_size=8,
-        lr=0.1,
-        eval_batch_size=16,
-    )
-    base.update(kw)
-    return DiscoveryConfig(**base)
-
+    return tiny_discovery_config(**{"steps": 30, "n_train": 24, "n_test": 12, "lr": 0.1, **kw})
 
 def test_short_run_lowers_the_loss(family_model):
     # A fixed sparsity weight (no warm-up), so losses at different steps are comparable.

@@ -16,15 +16,9 @@ FAST = ["--steps", "4", "--n-train", "16", "--n-val", "0", "--n-test", "8", "--n
         "--batch-size", "8", "--eval-batch-size", "16", "--quiet"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer) -> Path:
-    from conftest import tiny_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama", tokenizer).model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
+@pytest.fixture
+def model_dir(tiny_llama_dir) -> Path:
+    return tiny_llama_dir
 
 def _run(model_dir: Path, out: Path, *extra: str) -> int:
     return main(["discover", "--model", str(model_dir), "--out", str(out), *FAST, *extra])

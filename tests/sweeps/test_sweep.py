@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,17 +24,9 @@ TINY_RUN = [
 VICTIM = "seed=1,lam=0.9"
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from conftest import build_tokenizer, tiny_model
-
-    tokenizer = build_tokenizer()
-    loaded = tiny_model("llama", tokenizer)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    loaded.model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
+@pytest.fixture
+def tiny_model_dir(tiny_llama_dir) -> Path:
+    return tiny_llama_dir
 
 def _table(out):
     data = json.loads((out / RESULTS_JSON).read_text())

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import tiny_discovery_config
 
-from nodeprune import Circuit, Discovery, DiscoveryConfig
+from nodeprune import Circuit, Discovery
 from nodeprune.errors import NodepruneError
 from nodeprune.evaluation import evaluate_circuit
 
@@ -31,19 +32,8 @@ def write_task_file(path, n: int = 30):
 
 
 def config(task_file, **kw):
-    base = dict(
-        model="tiny",
-        task_file=str(task_file),
-        steps=4,
-        n_train=100,
-        n_val=4,
-        n_test=100,
-        filter=False,
-        batch_size=8,
-        eval_batch_size=16,
-    )
-    return DiscoveryConfig(**{**base, **kw})
-
+    base = {"task_file": str(task_file), "steps": 4, "n_train": 100, "n_val": 4, "n_test": 100}
+    return tiny_discovery_config(**{**base, **kw})
 
 def test_discovery_on_a_task_file_records_it_and_evaluation_reuses_it(llama_model, tmp_path):
     task_file = write_task_file(tmp_path / "pairs.jsonl")
