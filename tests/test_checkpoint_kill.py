@@ -32,7 +32,7 @@ ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def model_dir(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 

@@ -16,7 +16,7 @@ FAST = ["--steps", "4", "--n-train", "16", "--n-val", "0", "--n-test", "8", "--n
         "--batch-size", "8", "--eval-batch-size", "16", "--quiet"]  # fmt: skip
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def model_dir(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 

@@ -24,7 +24,7 @@ TINY_RUN = [
 VICTIM = "seed=1,lam=0.9"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_model_dir(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 
