@@ -59,6 +59,7 @@ def test_full_report_is_self_contained(runs, tmp_path):
         assert f"<h2>{section}</h2>" in html
     assert "coarse" in html and "CPR" in html and "multi-granular" in html
     assert json.loads((run / "stability.json").read_text())["n_runs"] == 2
+    assert "Training took" in html  # from the circuit's separate timings field
 
 
 def test_missing_optional_files_give_notes(runs, tmp_path):

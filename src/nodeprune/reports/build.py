@@ -218,8 +218,8 @@ def _history(c: Circuit, plots: dict[str, Plot]) -> str:
         rows = [[split, v.get("generated"), v.get("kept")] for split, v in data.items()]
         body += "<h3>Prompts (after keeping those the full model answers correctly)</h3>"
         body += table(["split", "generated", "kept"], rows)
-    if "train_seconds" in c.extra:
-        body += note(f"Training took {c.extra['train_seconds']} s.")
+    if "train_seconds" in c.timings:
+        body += note(f"Training took {c.timings['train_seconds']} s.")
     return body
 
 
