@@ -97,7 +97,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from .runs import prepare_output, resume_hint, resumed_config, write_result
 
     cfg = config_from_args(args)
-    out = Path(args.out or f"runs/{cfg.task}")
+    default_name = f"custom-{Path(cfg.task_file).stem}" if cfg.task_file else cfg.task
+    out = Path(args.out or f"runs/{default_name}")
     prepare_output(out, args.resume, args.overwrite)
     if args.resume:
         cfg = resumed_config(out, *given_config(args))
@@ -130,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .circuit import Circuit
     from .evaluation import evaluate_circuit
     from .models import load_model
-    from .summary import metrics_table
+    from .summary import metrics_table, task_metric_label
 
     circuit = Circuit.load(args.circuit)
     cfg = circuit.config
@@ -143,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=1))
     else:
-        print(metrics_table(metrics))
+        print(metrics_table(metrics, task_metric_label(circuit.task)))
     return 0
 
 

@@ -28,13 +28,22 @@ def granularity_table(circuit: Circuit) -> str:
     return "\n".join(rows)
 
 
-def metrics_table(metrics: dict[str, float]) -> str:
+def task_metric_label(task_name: str) -> str:
+    from .tasks import TASKS
+
+    cls = TASKS.get(task_name)
+    return cls.metric_label if cls is not None else "logit diff"
+
+
+def metrics_table(metrics: dict[str, float], metric_label: str = "logit diff") -> str:
+    """The metrics, with the task's own name for its metric (stored as logit_diff)."""
     rows = []
     for key, label in METRIC_LABELS.items():
+        label = label.replace("logit diff", metric_label)
         if key in metrics:
             value = metrics[key]
             text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
-            rows.append(f"{label:<30}{text:>12}")
+            rows.append(f"{label:<38}{text:>12}")
     return "\n".join(rows)
 
 
@@ -67,4 +76,5 @@ def circuit_summary(circuit: Circuit) -> str:
     )
     warning = status_warning(circuit)
     warn = f"\nWARNING: {warning}." if warning else ""
-    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics_table(circuit.metrics)}{warn}"
+    metrics = metrics_table(circuit.metrics, task_metric_label(circuit.task))
+    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics}{warn}"

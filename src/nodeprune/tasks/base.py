@@ -35,6 +35,8 @@ class Task:
     description: ClassVar[str] = ""
     #: Which corruption scheme ``generate`` uses, said in reports.
     corruption: ClassVar[str] = ""
+    #: What :meth:`metric` measures; the circuit file keeps the key ``logit_diff``.
+    metric_label: ClassVar[str] = "logit diff"
 
     def generate(self, n: int, rng: random.Random, tokenizer: object) -> list[Example]:
         raise NotImplementedError

@@ -118,6 +118,7 @@ class GreaterThanTask(Task):
         "(metric P(greater) - P(<= YY))"
     )
     corruption = "the start year is replaced by 1701, which says nothing about the end year"
+    metric_label = "P(later) - P(not later)"
 
     def generate(self, n: int, rng: random.Random, tokenizer: object) -> list[Example]:
         scheme = year_scheme(tokenizer, TEMPLATES[0].format(NOUN=NOUNS[0], YY="50"))
