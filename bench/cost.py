@@ -9,6 +9,9 @@ the answer position (LM head applied there only, as nodeprune does).
 Each measurement runs in its own fresh process, so the two never share memory.
 
     python bench/cost.py --model smollm2-135m --batch 16 [--json] [--peer]
+    python bench/cost.py --model random:llama-1b --batch 4 --prefix-tokens 64
+
+``random:<shape>`` builds a randomly initialised model of a shape in bench/_shapes.py.
 
 With --peer, also runs the edge-level peer (bench/edge_peer.py in .venv-peer) at the
 same batch size and sequence length and prints the ratios against it.
@@ -26,23 +29,48 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _batch(loaded, n: int, seed: int = 0):
+FILLER = " It was a long and ordinary day in the town, and nothing much happened."
+
+
+def _batch(loaded, n: int, seed: int = 0, prefix_tokens: int = 0):
+    """IOI prompt pairs; ``prefix_tokens`` prepends the same filler text to both prompts
+    of a pair (alignment is kept) to grow the sequence length."""
+    from dataclasses import replace
+
     from nodeprune.data import encode_examples
     from nodeprune.task_data import generate_split
     from nodeprune.tasks import get_task
 
-    return encode_examples(
-        generate_split(get_task("ioi"), "train", n, seed, loaded.tokenizer), loaded.tokenizer
-    )
+    examples = generate_split(get_task("ioi"), "train", n, seed, loaded.tokenizer)
+    if prefix_tokens > 0:
+        per = len(loaded.tokenizer.encode(FILLER, add_special_tokens=False))
+        prefix = (FILLER * (prefix_tokens // per + 1)).strip()
+        examples = [
+            replace(e, clean=f"{prefix} {e.clean}", corrupted=f"{prefix} {e.corrupted}")
+            for e in examples
+        ]
+    return encode_examples(examples, loaded.tokenizer)
 
 
-def worker(kind: str, model: str, batch_size: int, steps: int, device: str, dtype: str) -> dict:
+def _load(model: str, dtype: str, device: str):
+    import nodeprune
+
+    if model.startswith("random:"):
+        sys.path.insert(0, str(HERE))
+        from _shapes import random_model
+
+        return random_model(model.split(":", 1)[1], dtype, device)
+    return nodeprune.load_model(model, dtype=dtype, device=device)
+
+
+def worker(
+    kind: str, model: str, batch_size: int, steps: int, device: str, dtype: str, prefix: int = 0
+) -> dict:
     import torch
 
     sys.path.insert(0, str(HERE))
     from _measure import measure
 
-    import nodeprune
     from nodeprune.config import DiscoveryConfig
     from nodeprune.discovery import Discovery
     from nodeprune.intervention import GatedModel
@@ -50,8 +78,8 @@ def worker(kind: str, model: str, batch_size: int, steps: int, device: str, dtyp
     from nodeprune.task_data import TaskData
 
     torch.manual_seed(0)
-    loaded = nodeprune.load_model(model, dtype=dtype, device=device)
-    batch = _batch(loaded, batch_size).to(device)
+    loaded = _load(model, dtype, device)
+    batch = _batch(loaded, batch_size, prefix_tokens=prefix).to(device)
     seq_len = int(batch.clean_ids.shape[1])
     if kind == "floor":
         gated = GatedModel(loaded)  # hooks stay in pass-through mode
@@ -117,6 +145,8 @@ def _run_worker(args: argparse.Namespace, kind: str) -> dict:
         args.device,
         "--dtype",
         args.dtype,
+        "--prefix-tokens",
+        str(args.prefix_tokens),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -155,6 +185,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    p.add_argument(
+        "--prefix-tokens",
+        type=int,
+        default=0,
+        help="prepend about this many filler tokens to every prompt",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--peer", action="store_true", help="also measure the edge-level peer")
     p.add_argument("--worker", choices=["floor", "nodeprune"], help=argparse.SUPPRESS)
@@ -162,7 +198,15 @@ def main() -> None:
     if args.worker:
         print(
             json.dumps(
-                worker(args.worker, args.model, args.batch, args.steps, args.device, args.dtype)
+                worker(
+                    args.worker,
+                    args.model,
+                    args.batch,
+                    args.steps,
+                    args.device,
+                    args.dtype,
+                    args.prefix_tokens,
+                )
             )
         )
         return
