@@ -64,14 +64,23 @@ def _load(model: str, dtype: str, device: str):
 
 
 def worker(
-    kind: str, model: str, batch_size: int, steps: int, device: str, dtype: str, prefix: int = 0
+    kind: str,
+    model: str,
+    batch_size: int,
+    steps: int,
+    device: str,
+    dtype: str,
+    prefix: int = 0,
+    autocast: str = "off",
 ) -> dict:
+    from contextlib import nullcontext
+
     import torch
 
     sys.path.insert(0, str(HERE))
     from _measure import measure
 
-    from nodeprune.config import DiscoveryConfig
+    from nodeprune.config import AUTOCAST_DTYPES, DiscoveryConfig
     from nodeprune.discovery import Discovery
     from nodeprune.intervention import GatedModel
     from nodeprune.objective import kl_full_to_circuit
@@ -98,12 +107,16 @@ def worker(
                 -1,
             )
 
+        mixed = AUTOCAST_DTYPES[autocast]
+
         def step() -> None:
-            with torch.no_grad():
-                base(input_ids=batch.corrupted_ids, attention_mask=batch.attention_mask)
-            resid = embed(batch.clean_ids).detach().requires_grad_(True)
-            hidden = base(inputs_embeds=resid, attention_mask=batch.attention_mask)
-            logits = head(hidden.last_hidden_state[rows, batch.answer_pos])
+            amp = torch.autocast(device.split(":")[0], mixed) if mixed else nullcontext()
+            with amp:
+                with torch.no_grad():
+                    base(input_ids=batch.corrupted_ids, attention_mask=batch.attention_mask)
+                resid = embed(batch.clean_ids).detach().requires_grad_(True)
+                hidden = base(inputs_embeds=resid, attention_mask=batch.attention_mask)
+                logits = head(hidden.last_hidden_state[rows, batch.answer_pos]).float()
             kl_full_to_circuit(ref, logits).mean().backward()
 
     else:
@@ -117,6 +130,7 @@ def worker(
             filter=False,
             device=device,
             dtype=dtype,
+            autocast=autocast,
         )
         data = TaskData(train=batch.to("cpu"), validation=None, test=batch.to("cpu"), counts={})
         discovery = Discovery(loaded, cfg, data=data)
@@ -125,7 +139,7 @@ def worker(
             discovery.train_step()
 
     result = measure(step, device, steps)
-    result.update(kind=kind, batch=batch_size, seq_len=seq_len)
+    result.update(kind=kind, batch=batch_size, seq_len=seq_len, autocast=autocast)
     return result
 
 
@@ -147,6 +161,8 @@ def _run_worker(args: argparse.Namespace, kind: str) -> dict:
         args.dtype,
         "--prefix-tokens",
         str(args.prefix_tokens),
+        "--autocast",
+        args.autocast,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -191,6 +207,12 @@ def main() -> None:
         default=0,
         help="prepend about this many filler tokens to every prompt",
     )
+    p.add_argument(
+        "--autocast",
+        default="off",
+        choices=["off", "bfloat16", "float16"],
+        help="run both the floor and the discovery step under torch.autocast",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--peer", action="store_true", help="also measure the edge-level peer")
     p.add_argument("--worker", choices=["floor", "nodeprune"], help=argparse.SUPPRESS)
@@ -206,6 +228,7 @@ def main() -> None:
                     args.device,
                     args.dtype,
                     args.prefix_tokens,
+                    args.autocast,
                 )
             )
         )
@@ -217,6 +240,7 @@ def main() -> None:
         "batch": args.batch,
         "seq_len": floor["seq_len"],
         "device": args.device,
+        "autocast": args.autocast,
         "floor": floor,
         "nodeprune": ours,
         "memory_ratio": ours["peak_mb"] / floor["peak_mb"],
@@ -234,7 +258,8 @@ def main() -> None:
         return
     print(
         f"model {args.model}, batch {args.batch}, sequence length {floor['seq_len']}, "
-        f"device {args.device}, median of {args.steps} steps after a warm-up step"
+        f"device {args.device}, autocast {args.autocast}, "
+        f"median of {args.steps} steps after a warm-up step"
     )
     print(f"{'':<26}{'step s':>10}{'peak MB':>10}{'above base MB':>15}")
     rows = [("floor (fwd + fwd/bwd)", floor), ("nodeprune step", ours)]

@@ -47,3 +47,37 @@ def test_only_enabled_granularities_are_trained(llama_model):
     assert d.gates.log_alpha.numel() == 2 * 4 + 2
     assert circuit.enabled == ["mlp_block", "attention_head"]
     assert circuit.granularities()["mlp_neuron"]["enabled"] is False
+
+
+def test_bf16_autocast_trains_like_fp32(llama_model):
+    """Autocast runs the training passes in bf16: the loss still falls, the gate
+    gradients point the same way as in fp32, and evaluation stays in fp32."""
+    from nodeprune.intervention import GatedModel
+
+    runs = {}
+    for mode in ("off", "bfloat16"):
+        d = Discovery(llama_model, _config(autocast=mode, steps=1))
+        seen = []
+        hook = GatedModel._apply
+
+        def spy(self, key, x, _hook=hook, _seen=seen):
+            _seen.append(x.dtype)
+            return _hook(self, key, x)
+
+        GatedModel._apply = spy
+        try:
+            d.train_step()
+        finally:
+            GatedModel._apply = hook
+        runs[mode] = (d.gates.log_alpha.detach().clone(), set(seen))
+    (fp32, fp32_dtypes), (bf16, bf16_dtypes) = runs["off"], runs["bfloat16"]
+    assert fp32_dtypes == {torch.float32} and torch.bfloat16 in bf16_dtypes
+    start = Discovery(llama_model, _config(steps=1)).gates.log_alpha.detach()
+    moved32, moved16 = fp32 - start, bf16 - start
+    cosine = torch.nn.functional.cosine_similarity(moved32, moved16, dim=0)
+    assert cosine > 0.9, cosine
+    d = Discovery(llama_model, _config(autocast="bfloat16", steps=20, sparsity_warmup=0.0))
+    circuit = d.run(progress=False)
+    losses = [h.loss for h in d.history]
+    assert sum(losses[-5:]) < sum(losses[:5])
+    assert circuit.metrics == evaluate_circuit(llama_model, circuit)

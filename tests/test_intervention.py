@@ -165,3 +165,108 @@ def test_embedding_gate(llama_model):
     )
     h.remove()
     assert torch.count_nonzero(store["x"]) == 0
+
+
+def _site_values(gated, loaded, batch, gates, ablated, layer=1):
+    sites = _sites(loaded, layer)
+    stores, handles = {}, []
+    for name, (module, kind) in sites.items():
+        stores[name], h = _capture(gated, module, kind)
+        handles.append(h)
+    gated.gated_logits(batch.clean_ids, batch.attention_mask, batch.answer_pos, gates, ablated)
+    for h in handles:
+        h.remove()
+    return {name: store["x"] for name, store in stores.items()}
+
+
+@pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
+@pytest.mark.parametrize(
+    "granularity, site",
+    [("mlp_block", "mlp_out"), ("layer", "attn_z"), ("attention_block", "attn_z")],
+)
+def test_a_gate_acts_once(family_model, ablation, granularity, site):
+    """A block gate at 0.3 mixes its block's output 0.3 clean to 0.7 ablated, not
+    0.3**2: the gate must not act both at the hidden neurons and at the output. (The
+    layer gate is checked at attn_z: its MLP output also depends on its attention.)"""
+    loaded = family_model
+    granularities = ["layer", "attention_block", "mlp_block", "attention_neuron", "mlp_neuron"]
+    gated = GatedModel(loaded, granularities)
+    batch = _batch(loaded)
+    ablator = Ablator(ablation, gated).fit(batch)
+    gates = {g: v for g, v in _open_gates(loaded).items() if g in granularities}
+    open_site = _site_values(gated, loaded, batch, gates, ablator.values(batch))[site]
+    gates[granularity][1] = 0.0
+    closed_site = _site_values(gated, loaded, batch, gates, ablator.values(batch))[site]
+    gates[granularity][1] = 0.3
+    half = _site_values(gated, loaded, batch, gates, ablator.values(batch))[site]
+    mask = batch.attention_mask.bool()
+    expected = 0.3 * open_site + 0.7 * closed_site
+    torch.testing.assert_close(half[mask], expected[mask], atol=1e-5, rtol=1e-4)
+
+
+def test_gate_gradients_match_lerp():
+    """The memory-lean mix has the gradients of torch.lerp."""
+    from nodeprune.intervention import mix_with_ablated
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(3, 5, 7, dtype=torch.float64)
+    m = torch.rand(7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, m: mix_with_ablated(x, a, m), (x, m))
+    weight = torch.randn(3, 5, 7, dtype=torch.float64)
+    ours = torch.autograd.grad((mix_with_ablated(x, a, m) * weight).sum(), (x, m))
+    ref = torch.autograd.grad((torch.lerp(a, x, m) * weight).sum(), (x, m))
+    for got, want in zip(ours, ref, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_released_ablated_values_give_the_same_gradients(llama_model):
+    """Freeing each corrupted activation after its site ran changes no gradient, and
+    the spent values cannot be used twice."""
+    from nodeprune.errors import NodepruneError
+
+    gated = GatedModel(llama_model, ["attention_head", "mlp_neuron", "mlp_output"])
+    batch = _batch(llama_model)
+    ablator = Ablator("corrupted", gated)
+    grads = []
+    for release in (False, True):
+        gates = GateSet(llama_model.dims, list(gated.granularities), 0.5, 0.5, seed=0)
+        ablated = ablator.values(batch)
+        logits = gated.gated_logits(
+            batch.clean_ids,
+            batch.attention_mask,
+            batch.answer_pos,
+            gates.sample(torch.Generator().manual_seed(0)),
+            ablated,
+            release_ablated=release,
+        )
+        logits.logsumexp(-1).sum().backward()
+        grads.append(gates.log_alpha.grad.clone())
+        assert (len(ablated.values) == 0) == release
+    torch.testing.assert_close(grads[0], grads[1])
+    with pytest.raises(NodepruneError, match="released"):
+        gated.gated_logits(
+            batch.clean_ids,
+            batch.attention_mask,
+            batch.answer_pos,
+            {"attention_head": torch.ones(llama_model.dims.n_layers, llama_model.dims.n_heads)},
+            ablated,
+        )
+
+
+def test_only_the_gated_sites_are_recorded(llama_model):
+    from nodeprune.errors import NodepruneError
+    from nodeprune.granularity import DEFAULT_GRANULARITIES
+
+    gated = GatedModel(llama_model, DEFAULT_GRANULARITIES)
+    batch = _batch(llama_model)
+    ablated = Ablator("corrupted", gated).values(batch)
+    assert {site for site, _ in ablated.values} == {"attn_z", "mlp_hidden"}
+    with pytest.raises(NodepruneError, match="mlp_output"):
+        gated.gated_logits(
+            batch.clean_ids,
+            batch.attention_mask,
+            batch.answer_pos,
+            {"mlp_output": torch.ones(llama_model.dims.n_layers, llama_model.dims.d_model)},
+            ablated,
+        )

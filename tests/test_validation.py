@@ -34,6 +34,7 @@ BAD_TOML = [
     ("filter = 1", "filter must be true or false"),
     ('device = "gpu0"', "device 'gpu0' is not a device name"),
     ('dtype = "fp8"', "dtype must be one of"),
+    ('autocast = "bf16"', "autocast must be one of off, bfloat16, float16"),
     ('ablation = "zeros"', "unknown ablation 'zeros' (did you mean 'zero'?)"),
     ("seed = -3", "seed must be in [0, 2**63)"),
     ("n_train = 100000000", "n_train must be in [1, 1000000]"),

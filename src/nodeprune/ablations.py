@@ -8,7 +8,7 @@ import torch
 
 from .data import PromptBatch
 from .errors import NodepruneError
-from .intervention import Ablated, GatedModel, SiteKey
+from .intervention import Ablated, GatedModel, SiteKey, sites_for
 from .suggest import closest
 
 
@@ -42,6 +42,8 @@ class Ablator:
         self.kind = parse_ablation(kind) if isinstance(kind, str) else kind
         self.gated = gated
         self.means: dict[SiteKey, torch.Tensor] = {}
+        #: Only the sites that the model's granularities gate under this ablation.
+        self.sites = sites_for(gated.granularities, self.kind.value)
 
     @torch.no_grad()
     def fit(self, reference: PromptBatch, batch_size: int = 32) -> Ablator:
@@ -52,7 +54,7 @@ class Ablator:
         count = 0
         for part in reference.batches(batch_size):
             part = part.to(self.gated.loaded.device)
-            acts = self.gated.record(part.clean_ids, part.attention_mask)
+            acts = self.gated.record(part.clean_ids, part.attention_mask, self.sites)
             mask = part.attention_mask.unsqueeze(-1).to(torch.float32)
             for key, value in acts.items():
                 total = (value.float() * mask).sum(dim=(0, 1))
@@ -65,8 +67,8 @@ class Ablator:
     @torch.no_grad()
     def values(self, batch: PromptBatch) -> Ablated:
         if self.kind is AblationType.CORRUPTED:
-            acts = self.gated.record(batch.corrupted_ids, batch.attention_mask)
-            return Ablated(acts, self.kind.value)
+            acts = self.gated.record(batch.corrupted_ids, batch.attention_mask, self.sites)
+            return Ablated(acts, self.kind.value, per_batch=True)
         if self.kind is AblationType.MEAN:
             if not self.means:
                 raise NodepruneError("mean ablation needs Ablator.fit(reference) first")

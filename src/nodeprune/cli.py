@@ -29,6 +29,8 @@ HELP = {
     "filter": "keep only examples the full model answers correctly",
     "device": "cpu, cuda, cuda:1, mps ...",
     "dtype": "float32, bfloat16 or float16 model weights (gates stay fp32)",
+    "autocast": "off, bfloat16 or float16: mixed precision for the training passes "
+    "(evaluation stays in --dtype)",
 }
 
 

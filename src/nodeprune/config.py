@@ -24,6 +24,8 @@ MAX_EXAMPLES = 1_000_000
 #: size normalisation, a larger weight makes AdamW prune faster than the KL signal can
 #: hold important nodes, and the binarised circuit loses faithfulness.
 DEFAULT_LAM_G = {g: 0.2 for g in GRANULARITIES}
+#: ``--autocast`` values: the dtype torch.autocast runs the training passes in.
+AUTOCAST_DTYPES = {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -52,6 +54,8 @@ class DiscoveryConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
+    #: Mixed precision for the training passes only (evaluation stays in ``dtype``).
+    autocast: str = "off"
 
     def validate(self) -> DiscoveryConfig:
         from .ablations import parse_ablation
@@ -64,6 +68,10 @@ class DiscoveryConfig:
         parse_ablation(self.ablation)
         if self.dtype not in DTYPES:
             raise NodepruneError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise NodepruneError(
+                f"autocast must be one of {', '.join(AUTOCAST_DTYPES)}, not {self.autocast!r}"
+            )
         for key in self.lam_g:
             if key not in GRANULARITIES:
                 raise NodepruneError(

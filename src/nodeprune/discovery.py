@@ -6,6 +6,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .checkpoint import (
     save_discovery,
 )
 from .circuit import Circuit, full_masks, make_consistent
-from .config import DiscoveryConfig
+from .config import AUTOCAST_DTYPES, DiscoveryConfig
 from .errors import NodepruneError
 from .evaluation import evaluate_gates
 from .gates import GateSet
@@ -72,7 +73,7 @@ class Discovery:
         self.loaded = loaded
         self.task = task or resolve_task(config.task, config.task_file)
         torch.manual_seed(config.seed)
-        self.gated = GatedModel(loaded)
+        self.gated = GatedModel(loaded, config.granularities)
         sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
         try:
             self.data = data or build_task_data(
@@ -132,11 +133,19 @@ class Discovery:
         cfg = self.config
         idx = self._next_indices()
         batch = self.data.train.select(idx).to(self.loaded.device)
-        ablated = self.ablator.values(batch)
         gates = self.gates.sample(self.generator)
-        logits = self.gated.gated_logits(
-            batch.clean_ids, batch.attention_mask, batch.answer_pos, gates, ablated
-        )
+        with self._autocast():
+            ablated = self.ablator.values(batch)
+            # Each corrupted activation is freed once its site has run: they never all
+            # coexist with the saved activations of the gated pass.
+            logits = self.gated.gated_logits(
+                batch.clean_ids,
+                batch.attention_mask,
+                batch.answer_pos,
+                gates,
+                ablated,
+                release_ablated=True,
+            )
         kl = kl_full_to_circuit(self.full_logprobs[idx.to(logits.device)], logits).mean()
         faithfulness = kl
         if cfg.margin_weight > 0:
@@ -164,6 +173,12 @@ class Discovery:
         )
         self.history.append(log)
         return log
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        dtype = AUTOCAST_DTYPES[self.config.autocast]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.loaded.device.type, dtype=dtype)
 
     @torch.no_grad()
     def kept_fractions(self) -> dict[str, float]:

@@ -90,7 +90,7 @@ def evaluate_circuit(
     circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)
     cfg = DiscoveryConfig.from_dict(circuit.config, source="circuit config").validate()
     task = task or resolve_task(circuit.task, cfg.task_file)
-    gated = GatedModel(loaded)
+    gated = GatedModel(loaded, circuit.enabled)
     try:
         sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}
         data = build_task_data(

@@ -13,35 +13,112 @@ forward pass: no copy of the residual stream is kept per node.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .errors import NodepruneError
 from .gates import effective_gates
+from .granularity import GRANULARITIES
 from .models import LoadedModel
 
 SITES = ("embed", "attn_z", "mlp_hidden", "mlp_out")
-#: The granularity whose effective gate each site applies (it already contains
-#: the product with every ancestor's gate).
-SITE_GRANULARITY = {
-    "embed": "embedding",
-    "attn_z": "attention_neuron",
-    "mlp_hidden": "mlp_neuron",
-    "mlp_out": "mlp_output",
-}
 SiteKey = tuple[str, int]  # (site, layer); the embedding is layer 0
 
+#: The granularities whose gates act through each site. A site whose granularities are
+#: all disabled is neither recorded nor gated: it costs nothing.
+SITE_GRANULARITIES = {
+    "embed": ("embedding",),
+    "attn_z": ("layer", "attention_block", "attention_head", "attention_neuron"),
+    "mlp_hidden": ("layer", "mlp_block", "mlp_neuron"),
+    "mlp_out": ("layer", "mlp_block", "mlp_output"),
+}
+#: Ablations under which every site's ablated value is consistent with the ablated
+#: values upstream of it through the MLP's (affine) down projection:
+#: ``down_proj(a_hidden) == a_out`` for the corrupted activations and for the means.
+_AFFINE_CONSISTENT = ("corrupted", "mean")
 
-def site_masks(effective: dict[str, Tensor], n_layers: int) -> dict[str, Tensor]:
-    """Per-site masks [L, dim] (the embedding: [1, 1]) from effective gates."""
+
+def site_plan(enabled: Iterable[str], ablation: str) -> dict[str, tuple[str, bool]]:
+    """For each site that gates anything: (the granularity whose gate it applies,
+    whether that gate includes its ancestors' gates).
+
+    Every gate must act exactly once on the way to the MLP output, or a gate at m
+    would weigh its node by m**2 in training. Under corrupted and mean ablation the
+    layer and MLP-block gates act at the hidden neurons (their effect reaches the
+    output through the affine down projection, whose ablated value they match) and
+    the MLP-output site applies only its own gate, so it is idle unless mlp_output is
+    enabled. Under zero ablation a zeroed hidden layer still leaves the projection's
+    bias, so there the block and layer gates act at the MLP output instead and the
+    hidden site applies only the neuron gates.
+    """
+    on = set(enabled)
+    plan: dict[str, tuple[str, bool]] = {}
+    if "embedding" in on:
+        plan["embed"] = ("embedding", True)
+    if on & set(SITE_GRANULARITIES["attn_z"]):
+        plan["attn_z"] = ("attention_neuron", True)
+    if ablation in _AFFINE_CONSISTENT:
+        if on & set(SITE_GRANULARITIES["mlp_hidden"]):
+            plan["mlp_hidden"] = ("mlp_neuron", True)
+        if "mlp_output" in on:
+            plan["mlp_out"] = ("mlp_output", False)
+    else:
+        if "mlp_neuron" in on:
+            plan["mlp_hidden"] = ("mlp_neuron", False)
+        if on & set(SITE_GRANULARITIES["mlp_out"]):
+            plan["mlp_out"] = ("mlp_output", True)
+    return plan
+
+
+def sites_for(granularities: Iterable[str], ablation: str) -> tuple[str, ...]:
+    """The sites that gate anything when ``granularities`` are enabled."""
+    plan = site_plan(granularities, ablation)
+    return tuple(s for s in SITES if s in plan)
+
+
+def site_masks(
+    own: dict[str, Tensor], effective: dict[str, Tensor], n_layers: int, ablation: str
+) -> dict[str, Tensor]:
+    """Per-site masks [L, dim] (the embedding: [1, 1]) for the sites that gate anything."""
     out = {}
-    for site, gran in SITE_GRANULARITY.items():
-        gate = effective[gran]
+    for site, (gran, with_ancestors) in site_plan(own, ablation).items():
+        gate = effective[gran] if with_ancestors else own[gran]
         out[site] = gate.reshape(1, 1) if site == "embed" else gate.reshape(n_layers, -1)
     return out
+
+
+class _MixWithAblated(torch.autograd.Function):
+    """``a + m * (x - a)``, saving only ``x - a`` and ``m`` for the backward pass.
+
+    ``torch.lerp`` would save x, a and m. Saving the difference instead lets the
+    corrupted activation ``a`` be freed as soon as its site has run (see
+    ``GatedModel.gated_logits(release_ablated=True)``), and ``x`` too where nothing
+    else keeps it (the MLP hidden product): one tensor per site instead of two.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor, m: Tensor) -> Tensor:  # type: ignore[override]
+        diff = x - a
+        ctx.save_for_backward(diff if ctx.needs_input_grad[2] else None, m)
+        return torch.addcmul(a, diff, m)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None]:  # type: ignore[override]
+        diff, m = ctx.saved_tensors
+        grad_x = grad * m if ctx.needs_input_grad[0] else None
+        grad_m = (grad * diff).sum_to_size(m.shape) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_m
+
+
+def mix_with_ablated(x: Tensor, a: Tensor, m: Tensor) -> Tensor:
+    """The gated value of a site: ``m * x + (1 - m) * a``."""
+    if torch.is_grad_enabled() and (x.requires_grad or m.requires_grad):
+        return _MixWithAblated.apply(x, a, m)
+    return torch.lerp(a, x, m)
 
 
 @dataclass
@@ -51,24 +128,48 @@ class Ablated:
 
     values: dict[SiteKey, Tensor]
     kind: str  # "corrupted" | "mean" | "zero"
+    #: The values belong to one batch and may be freed once used (corrupted ablation).
+    per_batch: bool = False
 
-    def get(self, key: SiteKey) -> Tensor | None:
-        return self.values.get(key)
+    def get(self, key: SiteKey, release: bool = False) -> Tensor | None:
+        if self.kind == "zero":
+            return None
+        value = self.values.pop(key, None) if release else self.values.get(key)
+        if value is None:
+            raise NodepruneError(
+                f"no {self.kind} ablated value for site {key[0]} of layer {key[1]}: the "
+                "GatedModel did not record it (build it with every granularity you gate)"
+                + (" or it was released by an earlier pass" if self.per_batch else "")
+            )
+        return value
+
+
+@dataclass
+class GateState:
+    """What the gating hooks read during one gated pass (for gradient-checkpoint replay)."""
+
+    mode: str
+    masks: dict[str, Tensor]
+    ablated: Ablated | None
+    release: bool
 
 
 class GatedModel:
-    """A frozen model with record/gate hooks on every site."""
+    """A frozen model with record/gate hooks on every site.
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    ``granularities`` (default: all) are those it may gate; the ablator records only
+    their sites, so gating any other granularity is an error.
+    """
+
+    def __init__(self, loaded: LoadedModel, granularities: Iterable[str] | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.adapter = loaded.adapter
         self.dims = loaded.dims
-        self._mode = "off"
+        self.granularities = tuple(GRANULARITIES if granularities is None else granularities)
+        self._state_now = GateState("off", {}, None, False)
         self._record: dict[SiteKey, Tensor] = {}
         self._record_sites: set[str] = set(SITES)
-        self._masks: dict[str, Tensor] = {}
-        self._ablated: Ablated | None = None
         self._handles = []
         self._install()
 
@@ -90,22 +191,24 @@ class GatedModel:
             )
 
     def _apply(self, key: SiteKey, x: Tensor) -> Tensor | None:
-        if self._mode == "record":
+        state = self._state_now
+        if state.mode == "record":
             if key[0] in self._record_sites:
                 self._record[key] = x.detach()
             return None
-        if self._mode != "gate":
+        if state.mode != "gate":
             return None
         site, layer = key
+        masks = state.masks.get(site)
+        if masks is None:
+            return None  # no enabled granularity acts here
         # .to(device): with --device-map the layers live on different GPUs.
-        m = self._masks[site][layer].to(device=x.device, dtype=x.dtype)
-        assert self._ablated is not None
-        a = self._ablated.get(key)
+        m = masks[layer].to(device=x.device, dtype=x.dtype)
+        assert state.ablated is not None
+        a = state.ablated.get(key, release=state.release and state.ablated.per_batch)
         if a is None:
             return x * m
-        # lerp(a, x, m) = a + m * (x - a) in one kernel; for backward it keeps only
-        # references to x, a and m, where the spelled-out form would keep (x - a) too.
-        return torch.lerp(a.to(x.dtype), x, m)
+        return mix_with_ablated(x, a.to(device=x.device, dtype=x.dtype), m)
 
     def _input_hook(self, key: SiteKey):
         def hook(module, args):
@@ -128,6 +231,23 @@ class GatedModel:
             h.remove()
         self._handles.clear()
 
+    # -- state (gradient checkpointing replays it) ---------------------------------
+    def snapshot(self) -> GateState:
+        """The state the hooks read now; ``restore`` puts it back for a recompute."""
+        return self._state_now
+
+    def restore(self, state: GateState) -> None:
+        self._state_now = state
+
+    @contextmanager
+    def _state(self, state: GateState) -> Iterator[None]:
+        previous = self._state_now
+        self._state_now = state
+        try:
+            yield
+        finally:
+            self._state_now = previous
+
     # -- forward passes -------------------------------------------------------------
     def answer_logits(
         self, input_ids: Tensor, attention_mask: Tensor, answer_pos: Tensor
@@ -139,30 +259,21 @@ class GatedModel:
         picked = hidden[rows, answer_pos.to(hidden.device)]
         return self.adapter.lm_head(self.model)(picked).float().to(input_ids.device)
 
-    @contextmanager
-    def _state(self, mode: str) -> Iterator[None]:
-        previous = self._mode
-        self._mode = mode
-        try:
-            yield
-        finally:
-            self._mode = previous
-
     @torch.no_grad()
     def record(
-        self, input_ids: Tensor, attention_mask: Tensor, sites: tuple[str, ...] = SITES
+        self, input_ids: Tensor, attention_mask: Tensor, sites: Iterable[str] | None = None
     ) -> dict[SiteKey, Tensor]:
-        """Activations at the given sites on an ungated forward pass."""
+        """Activations at the given sites (default: all) on an ungated forward pass."""
         self._record = {}
-        self._record_sites = set(sites)
+        self._record_sites = set(SITES if sites is None else sites)
         base = self.adapter.base_model(self.model)
-        with self._state("record"):
+        with self._state(GateState("record", {}, None, False)):
             base(input_ids=input_ids, attention_mask=attention_mask)
         out, self._record = self._record, {}
         return out
 
     def plain_logits(self, input_ids: Tensor, attention_mask: Tensor, answer_pos: Tensor) -> Tensor:
-        with self._state("off"):
+        with self._state(GateState("off", {}, None, False)):
             return self.answer_logits(input_ids, attention_mask, answer_pos)
 
     def gated_logits(
@@ -172,14 +283,31 @@ class GatedModel:
         answer_pos: Tensor,
         gates: dict[str, Tensor],
         ablated: Ablated,
+        release_ablated: bool = False,
     ) -> Tensor:
-        """Logits with every node mixed by its effective gate (own x ancestors')."""
+        """Logits with every node mixed by its effective gate (own x ancestors').
+
+        ``release_ablated`` frees each per-batch ablated activation as soon as its site
+        has used it, so the corrupted pass's activations never all coexist with the
+        clean pass's saved ones; ``ablated`` cannot be used again afterwards. It is
+        ignored while gradient checkpointing is on (the recompute needs them again).
+        """
+        unknown = [g for g in gates if g not in self.granularities]
+        if unknown:
+            raise NodepruneError(
+                f"gates for {', '.join(unknown)}, but this GatedModel records the sites of "
+                f"{', '.join(self.granularities)} only; build it with those granularities"
+            )
         like = next(iter(gates.values())) if gates else torch.ones(1)
         effective = effective_gates(gates, self.dims, like)
-        self._masks = site_masks(effective, self.dims.n_layers)
-        self._ablated = ablated
-        try:
-            with self._state("gate"):
-                return self.answer_logits(input_ids, attention_mask, answer_pos)
-        finally:
-            self._masks, self._ablated = {}, None
+        masks = site_masks(gates, effective, self.dims.n_layers, ablated.kind)
+        release = release_ablated and not self.checkpointing()
+        with self._state(GateState("gate", masks, ablated, release)):
+            return self.answer_logits(input_ids, attention_mask, answer_pos)
+
+    def checkpointing(self) -> bool:
+        """Whether any layer recomputes its forward pass in the backward pass."""
+        return any(
+            getattr(m, "gradient_checkpointing", False) and m.training
+            for m in self.adapter.layers(self.model)
+        )

@@ -3,8 +3,8 @@
 Gradient checkpointing recomputes each decoder layer's forward during the backward
 pass. nodeprune's gates are forward hooks inside the layer whose state (mode, masks,
 ablated values) only exists while ``GatedModel.gated_logits`` runs, so the recompute
-would run ungated and save different tensors. ``checkpoint_context`` snapshots that
-state when a layer runs forward and restores it for the recompute
+would run ungated and save different tensors. ``checkpoint_context`` takes
+``GatedModel.snapshot()`` when a layer runs forward and ``restore``s it for the recompute
 (``torch.utils.checkpoint``'s ``context_fn``, non-reentrant only).
 """
 
@@ -24,8 +24,6 @@ from ..models import LoadedModel, load_model
 
 #: The attribute through which a checkpointed model finds its active GatedModel.
 GATED_ATTR = "_nodeprune_gated"
-#: GatedModel's per-call state that the gating hooks read.
-_STATE_FIELDS = ("_mode", "_masks", "_ablated", "_record_sites")
 
 
 @dataclass(frozen=True)
@@ -57,15 +55,6 @@ def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
     return text
 
 
-def _snapshot(gated: object) -> tuple[Any, ...]:
-    return tuple(getattr(gated, f) for f in _STATE_FIELDS)
-
-
-def _restore(gated: object, state: tuple[Any, ...]) -> None:
-    for name, value in zip(_STATE_FIELDS, state, strict=True):
-        setattr(gated, name, value)
-
-
 def checkpoint_context(model: nn.Module):
     """A ``context_fn`` for ``torch.utils.checkpoint``: replays the gate state on recompute."""
 
@@ -73,16 +62,16 @@ def checkpoint_context(model: nn.Module):
         gated = getattr(model, GATED_ATTR, None)
         if gated is None:
             return nullcontext(), nullcontext()
-        state = _snapshot(gated)
+        state = gated.snapshot()
 
         @contextmanager
         def replay() -> Iterator[None]:
-            current = _snapshot(gated)
-            _restore(gated, state)
+            current = gated.snapshot()
+            gated.restore(state)
             try:
                 yield
             finally:
-                _restore(gated, current)
+                gated.restore(current)
 
         return nullcontext(), replay()
 
