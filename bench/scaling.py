@@ -22,9 +22,10 @@ BATCHES = [4, 8, 16, 32]
 PREFIXES = [0, 32, 96]
 
 
-def measure(model: str, batch: int, prefix: int, steps: int) -> dict:
+def measure(model: str, batch: int, prefix: int, steps: int, autocast: str = "off") -> dict:
     cmd = [sys.executable, str(HERE / "cost.py"), "--model", model, "--batch", str(batch),
-           "--prefix-tokens", str(prefix), "--steps", str(steps), "--json"]  # fmt: skip
+           "--prefix-tokens", str(prefix), "--steps", str(steps), "--json",
+           "--autocast", autocast]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"model": model, "batch": batch, "prefix": prefix, "error": out.stderr[-500:]}
@@ -37,6 +38,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer points (minutes, not tens)")
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument(
+        "--autocast", default="off", choices=["off", "bfloat16", "float16"],
+        help="run the floor and nodeprune under torch.autocast",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     models = MODELS[:3] if args.quick else MODELS
@@ -46,7 +51,7 @@ def main() -> None:
     points += [("smollm2-135m", 8, n) for n in PREFIXES if n]
     rows = []
     for model, batch, prefix in points:
-        r = measure(model, batch, prefix, args.steps)
+        r = measure(model, batch, prefix, args.steps, args.autocast)
         rows.append(r)
         if "error" in r:
             print(f"{model} batch {batch} prefix {prefix}: failed: {r['error']}", file=sys.stderr)

@@ -31,6 +31,7 @@ def _config(**kw) -> DiscoveryConfig:
     base = {"steps": 14, "n_train": 24, "n_test": 12, "lr": 0.1, "lam": 0.5, "seed": 3}
     return tiny_discovery_config(**{**base, **kw})
 
+
 class Crash(Exception):
     """Stands in for the process dying between two checkpoints."""
 

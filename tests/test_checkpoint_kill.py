@@ -36,6 +36,7 @@ ARGS = [
 def model_dir(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 
+
 def _argv(model_dir: Path, out: Path, *extra: str) -> list[str]:
     return ["discover", "--model", str(model_dir), "--out", str(out), *ARGS, *extra]
 

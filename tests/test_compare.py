@@ -22,6 +22,7 @@ from nodeprune.granularity import GRANULARITIES
 def _config(**kw) -> DiscoveryConfig:
     return tiny_discovery_config(**{"steps": 12, "n_train": 16, "n_test": 8, "lr": 0.3, **kw})
 
+
 @pytest.fixture(scope="module")
 def result(tokenizer):
     loaded = tiny_model("llama", tokenizer)

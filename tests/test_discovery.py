@@ -14,6 +14,7 @@ from nodeprune.evaluation import evaluate_circuit
 def _config(**kw):
     return tiny_discovery_config(**{"steps": 30, "n_train": 24, "n_test": 12, "lr": 0.1, **kw})
 
+
 def test_short_run_lowers_the_loss(family_model):
     # A fixed sparsity weight (no warm-up), so losses at different steps are comparable.
     d = Discovery(family_model, _config(sparsity_warmup=0.0, steps=40))

@@ -20,6 +20,7 @@ FAST = ["--steps", "4", "--n-train", "16", "--n-val", "0", "--n-test", "8", "--n
 def model_dir(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 
+
 def _run(model_dir: Path, out: Path, *extra: str) -> int:
     return main(["discover", "--model", str(model_dir), "--out", str(out), *FAST, *extra])
 

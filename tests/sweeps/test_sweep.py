@@ -28,6 +28,7 @@ VICTIM = "seed=1,lam=0.9"
 def tiny_model_dir(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 
+
 def _table(out):
     data = json.loads((out / RESULTS_JSON).read_text())
     with open(out / RESULTS_CSV, newline="") as f:

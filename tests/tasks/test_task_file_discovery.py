@@ -35,6 +35,7 @@ def config(task_file, **kw):
     base = {"task_file": str(task_file), "steps": 4, "n_train": 100, "n_val": 4, "n_test": 100}
     return tiny_discovery_config(**{**base, **kw})
 
+
 def test_discovery_on_a_task_file_records_it_and_evaluation_reuses_it(llama_model, tmp_path):
     task_file = write_task_file(tmp_path / "pairs.jsonl")
     discovery = Discovery(llama_model, config(task_file))
