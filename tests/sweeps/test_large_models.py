@@ -143,3 +143,27 @@ def test_parse_device_map():
     assert parse_device_map(None) is None
     with pytest.raises(NodepruneError, match="JSON"):
         parse_device_map("{not json")
+
+
+def test_discovery_step_under_checkpointing_keeps_the_ablated_values(tokenizer):
+    """A training step frees each corrupted activation once used, except under gradient
+    checkpointing, whose recompute needs them again: the step must match a plain one."""
+    from conftest import tiny_discovery_config, tiny_model
+
+    from nodeprune.discovery import Discovery
+
+    plain = tiny_model("llama", tokenizer)
+    checkpointed = wrap_model(copy.deepcopy(plain.model), tokenizer, plain.name)
+    enable_gradient_checkpointing(checkpointed.model)
+    after = []
+    for loaded in (plain, checkpointed):
+        d = Discovery(loaded, tiny_discovery_config(steps=5))
+        attach_gated(loaded.model, d.gated)
+        try:
+            assert d.gated.checkpointing() == (loaded is checkpointed)
+            d.train_step()
+        finally:
+            attach_gated(loaded.model, None)
+            d.gated.remove()
+        after.append(d.gates.log_alpha.detach().clone())
+    torch.testing.assert_close(after[1], after[0], rtol=1e-5, atol=1e-6)
