@@ -220,3 +220,19 @@ def test_discovery_records_the_model_it_ran_on(llama_model):
     assert circuit.model == llama_model.name
     circuit.check_matches(llama_model.dims, llama_model.name)
     assert isinstance(circuit.masks["layer"], torch.Tensor)
+
+
+def test_unknown_task_is_named_before_the_model_loads_or_the_folder_is_wiped(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "circuit.json").write_text("{}")
+    missing_model = str(tmp_path / "no-such-model")
+    args = ["discover", "--task", "iio", "--model", missing_model, "--out", str(out)]
+    assert main([*args, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'iio'" in err and "loading" not in err
+    assert (out / "circuit.json").exists()
+    assert main(["discover", "--task-file", str(tmp_path / "none.jsonl"), "--model",
+                 missing_model, "--out", str(tmp_path / "o2")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "none.jsonl" in err and "loading" not in err

@@ -97,18 +97,23 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from .checkpoint import RunInterrupted
     from .discovery import Discovery
     from .runs import prepare_output, resume_hint, resumed_config, write_result
+    from .tasks import resolve_task
 
     cfg = config_from_args(args)
     default_name = f"custom-{Path(cfg.task_file).stem}" if cfg.task_file else cfg.task
     out = Path(args.out or f"runs/{default_name}")
+    # The task is checked before the output folder is touched and the model loaded, so
+    # a typo costs neither a wiped --overwrite folder nor a model load.
+    task = None if args.resume else resolve_task(cfg.task, cfg.task_file)
     prepare_output(out, args.resume, args.overwrite)
     if args.resume:
         cfg = resumed_config(out, *given_config(args))
+        task = resolve_task(cfg.task, cfg.task_file)
     print(f"loading {cfg.model} ...", file=sys.stderr)
     from .sweeps.large_models import attach_gated, load_options_from_args, load_with_options
 
     loaded = load_with_options(cfg.model, cfg.dtype, cfg.device, load_options_from_args(args))
-    discovery = Discovery(loaded, cfg)
+    discovery = Discovery(loaded, cfg, task=task)
     attach_gated(loaded.model, discovery.gated)  # gradient checkpointing replays the gates
     if args.resume:
         discovery.load_checkpoint(out)
