@@ -11,6 +11,8 @@ METRIC_LABELS = {
     "logit_diff_full": "logit diff, full model",
     "logit_diff_ablated": "logit diff, all ablated",
     "normalized_faithfulness": "normalized faithfulness",
+    "normalized_faithfulness_low": "  95% bootstrap interval, low",
+    "normalized_faithfulness_high": "  95% bootstrap interval, high",
     "accuracy": "accuracy",
     "exact_match": "top-1 match with full model",
     "n": "test prompts",
