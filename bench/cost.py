@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nodeprune.config import AUTOCAST_DTYPES
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -80,7 +82,7 @@ def worker(
     sys.path.insert(0, str(HERE))
     from _measure import measure
 
-    from nodeprune.config import AUTOCAST_DTYPES, DiscoveryConfig
+    from nodeprune.config import DiscoveryConfig
     from nodeprune.discovery import Discovery
     from nodeprune.intervention import GatedModel
     from nodeprune.objective import kl_full_to_circuit
@@ -210,7 +212,7 @@ def main() -> None:
     p.add_argument(
         "--autocast",
         default="off",
-        choices=["off", "bfloat16", "float16"],
+        choices=list(AUTOCAST_DTYPES),
         help="run both the floor and the discovery step under torch.autocast",
     )
     p.add_argument("--json", action="store_true")

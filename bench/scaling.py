@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nodeprune.config import AUTOCAST_DTYPES
+
 HERE = Path(__file__).resolve().parent
 
 MODELS = ["random:tiny-llama", "smollm2-135m", "random:gpt2-medium", "random:llama-1b"]
@@ -39,7 +41,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer points (minutes, not tens)")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument(
-        "--autocast", default="off", choices=["off", "bfloat16", "float16"],
+        "--autocast", default="off", choices=list(AUTOCAST_DTYPES),
         help="run the floor and nodeprune under torch.autocast",
     )  # fmt: skip
     p.add_argument("--json", action="store_true")

@@ -69,6 +69,18 @@ def _sites(loaded, layer):
     }
 
 
+def _site_values(gated, loaded, batch, gates, ablated, layer=1):
+    sites = _sites(loaded, layer)
+    stores, handles = {}, []
+    for name, (module, kind) in sites.items():
+        stores[name], h = _capture(gated, module, kind)
+        handles.append(h)
+    gated.gated_logits(batch.clean_ids, batch.attention_mask, batch.answer_pos, gates, ablated)
+    for h in handles:
+        h.remove()
+    return {name: store["x"] for name, store in stores.items()}
+
+
 CASES = [
     # (granularity to close, index, site that must take the ablated value, slice of it)
     ("attention_head", (1, 2), "attn_z", "head"),
@@ -137,18 +149,10 @@ def test_closing_a_layer_closes_its_children(llama_model):
     gates = _open_gates(llama_model)
     gates["layer"][0] = 0.0
     corrupt_rec = gated.record(batch.corrupted_ids, batch.attention_mask)
-    sites = _sites(llama_model, 0)
-    stores = {}
-    handles = []
-    for name, (module, kind) in sites.items():
-        stores[name], h = _capture(gated, module, kind)
-        handles.append(h)
-    gated.gated_logits(batch.clean_ids, batch.attention_mask, batch.answer_pos, gates, ablated)
-    for h in handles:
-        h.remove()
+    got = _site_values(gated, llama_model, batch, gates, ablated, layer=0)
     mask = batch.attention_mask.bool()
     for name in ("attn_z", "mlp_out"):
-        torch.testing.assert_close(stores[name]["x"][mask], corrupt_rec[(name, 0)][mask])
+        torch.testing.assert_close(got[name][mask], corrupt_rec[(name, 0)][mask])
 
 
 def test_embedding_gate(llama_model):
@@ -165,18 +169,6 @@ def test_embedding_gate(llama_model):
     )
     h.remove()
     assert torch.count_nonzero(store["x"]) == 0
-
-
-def _site_values(gated, loaded, batch, gates, ablated, layer=1):
-    sites = _sites(loaded, layer)
-    stores, handles = {}, []
-    for name, (module, kind) in sites.items():
-        stores[name], h = _capture(gated, module, kind)
-        handles.append(h)
-    gated.gated_logits(batch.clean_ids, batch.attention_mask, batch.answer_pos, gates, ablated)
-    for h in handles:
-        h.remove()
-    return {name: store["x"] for name, store in stores.items()}
 
 
 @pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])

@@ -205,7 +205,7 @@ class GatedModel:
         # .to(device): with --device-map the layers live on different GPUs.
         m = masks[layer].to(device=x.device, dtype=x.dtype)
         assert state.ablated is not None
-        a = state.ablated.get(key, release=state.release and state.ablated.per_batch)
+        a = state.ablated.get(key, release=state.release)
         if a is None:
             return x * m
         return mix_with_ablated(x, a.to(device=x.device, dtype=x.dtype), m)
@@ -301,7 +301,7 @@ class GatedModel:
         like = next(iter(gates.values())) if gates else torch.ones(1)
         effective = effective_gates(gates, self.dims, like)
         masks = site_masks(gates, effective, self.dims.n_layers, ablated.kind)
-        release = release_ablated and not self.checkpointing()
+        release = release_ablated and ablated.per_batch and not self.checkpointing()
         with self._state(GateState("gate", masks, ablated, release)):
             return self.answer_logits(input_ids, attention_mask, answer_pos)
 
