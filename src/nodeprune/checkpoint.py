@@ -6,10 +6,16 @@ tensors: gate logits, AdamW moments, the data order, the torch RNG states) and
 hyperparameters, history, Python/NumPy RNG states, the config and the model identity).
 Nothing is pickled, so loading a checkpoint cannot run code.
 
-Writes are atomic: both files are first written in full under temporary names, then
-renamed, tensors first. The JSON records the SHA-256 of the tensor file, so a pair from
-two different writes is recognised; if a kill landed between the two renames, the
-complete temporary JSON is still there and the write is finished on load.
+Writes are atomic (:mod:`nodeprune.fsutil`): both files are first written in full under
+temporary names, then renamed, tensors first. The JSON records the SHA-256 of the tensor
+file, so a pair from two different writes is recognised; if a kill landed between the
+two renames, the complete temporary JSON is still there and the write is finished on
+load. The JSON also carries a SHA-256 of itself (``meta_sha256``, over its canonical
+form without that field), so an edited value or a flipped bit in it -- the step, the
+data cursor, the schedule, the learning rate, the config, the history -- is refused
+rather than resumed into another run; and, for a task file, the SHA-256 of the file's
+content (``task_file_sha256``), so a file edited between interrupt and resume is refused
+too. Checkpoints of format 1 (before these checksums) still load, with a warning.
 """
 
 from __future__ import annotations
@@ -34,14 +40,19 @@ from safetensors.torch import save as save_tensors
 from torch import Tensor
 
 from .errors import NodepruneError
+from .fsutil import TMP_SUFFIX, WriteError, commit, discard, sync_folder, warn, write_temp
 
 if TYPE_CHECKING:
     from .discovery import Discovery
+    from .tasks import Task
 
-CHECKPOINT_FORMAT = 1
+#: Format 2 added ``meta_sha256`` and ``task_file_sha256``; format 1 files still load.
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 TENSORS_FILE = "checkpoint.safetensors"
 META_FILE = "checkpoint.json"
-TMP_SUFFIX = ".tmp"
+META_CHECKSUM = "meta_sha256"
+TASK_CHECKSUM = "task_file_sha256"
 DAMAGED_ERRORS = (
     KeyError,
     TypeError,
@@ -83,42 +94,40 @@ def remove_checkpoint(folder: str | Path) -> None:
         p.unlink(missing_ok=True)
 
 
-# -- atomic file IO ------------------------------------------------------------------
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on every platform; the renames are atomic anyway
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# -- file IO ---------------------------------------------------------------------------
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of the JSON's canonical form without its own checksum field: the same for
+    any layout of the same values, different for any changed value."""
+    body = {k: v for k, v in meta.items() if k != META_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def write_checkpoint(folder: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
     d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
     blob = save_tensors(
         {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
         metadata={"nodeprune": "checkpoint", "step": str(meta.get("step"))},
     )
-    meta = {**meta, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
+    meta = {k: v for k, v in meta.items() if k not in ("tensors_sha256", META_CHECKSUM)}
+    meta["format_version"] = CHECKPOINT_FORMAT
+    meta["tensors_sha256"] = hashlib.sha256(blob).hexdigest()
+    meta[META_CHECKSUM] = meta_checksum(meta)
     text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
     tensors_path, meta_path = d / TENSORS_FILE, d / META_FILE
-    _write_synced(tensors_path.with_name(TENSORS_FILE + TMP_SUFFIX), blob)
-    _write_synced(meta_path.with_name(META_FILE + TMP_SUFFIX), text.encode("utf-8"))
-    os.replace(tensors_path.with_name(TENSORS_FILE + TMP_SUFFIX), tensors_path)
-    os.replace(meta_path.with_name(META_FILE + TMP_SUFFIX), meta_path)
-    _sync_folder(d)
+    tensors_tmp = meta_tmp = None
+    try:
+        tensors_tmp = write_temp(tensors_path, blob, root=d)
+        meta_tmp = write_temp(meta_path, text, root=d)
+        commit(tensors_tmp, tensors_path)
+        commit(meta_tmp, meta_path)
+    except WriteError:
+        # Whatever was renamed already is consistent: the old JSON refuses new tensors
+        # (checksum), and a kill there is what the load-time repair handles; the
+        # temporary files of a write that failed are removed, never left behind.
+        discard(*(p for p in (tensors_tmp, meta_tmp) if p is not None))
+        raise
+    sync_folder(d)
     return meta_path
 
 
@@ -135,11 +144,28 @@ def _parse_meta(path: Path, folder: Path) -> dict[str, Any]:
         raise _damaged(folder, f"{path.name} is not readable JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise _damaged(folder, f"{path.name} does not hold a JSON object")
-    if meta.get("format_version") != CHECKPOINT_FORMAT:
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_FORMATS:
         raise NodepruneError(
-            f"{path}: checkpoint format_version {meta.get('format_version')!r} is not "
-            f"supported (this nodeprune reads version {CHECKPOINT_FORMAT}); start over "
-            "with --overwrite"
+            f"{path}: checkpoint format_version {version!r} is not "
+            f"supported (this nodeprune reads versions "
+            f"{', '.join(map(str, READABLE_FORMATS))}); start over with --overwrite"
+        )
+    if version == 1:
+        warn(
+            f"the checkpoint in {folder} was written by an older nodeprune, without "
+            f"checksums: edits to {path.name} or to the task file cannot be detected"
+        )
+        return meta
+    try:
+        expected = meta_checksum(meta)
+    except (TypeError, ValueError) as exc:
+        raise _damaged(folder, f"{path.name} holds values that are not plain JSON") from exc
+    if meta.get(META_CHECKSUM) != expected:
+        raise _damaged(
+            folder,
+            f"{path.name} was edited or corrupted: its content does not match its checksum "
+            f"{META_CHECKSUM}",
         )
     return meta
 
@@ -267,8 +293,29 @@ def discovery_state(discovery: Discovery) -> tuple[dict[str, Tensor], dict[str, 
         "rng": rng_plain,
         "history": [asdict(h) for h in discovery.history],
         "train_seconds": discovery.train_seconds,
+        TASK_CHECKSUM: task_file_sha256(discovery.task),
     }
     return tensors, meta
+
+
+def task_file_sha256(task: Task) -> str | None:
+    """SHA-256 of the content a custom task was read from (None for built-in tasks)."""
+    return getattr(task, "file_sha256", None)
+
+
+def check_task_file(meta: dict[str, Any], task: Task, folder: Path) -> None:
+    """A task file must hold what it held when the checkpoint was written."""
+    if TASK_CHECKSUM not in meta:
+        return  # a format-1 checkpoint: warned about when it was read
+    saved, now = meta[TASK_CHECKSUM], task_file_sha256(task)
+    if saved != now:
+        path = getattr(task, "path", None)
+        raise NodepruneError(
+            f"the task file {path} has changed since the checkpoint in {folder} was "
+            f"written (SHA-256 {str(saved)[:12]}... then, {str(now)[:12]}... now), so "
+            "resuming would train on other prompts; restore the file, or start over with "
+            "--overwrite"
+        )
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -295,6 +342,7 @@ def check_compatible(discovery: Discovery, meta: dict[str, Any], folder: Path) -
             f"{saved_model.get('dims')}, not on {now['name']!r} {now['dims']}; load that "
             "model or start over with --overwrite"
         )
+    check_task_file(meta, discovery.task, folder)
 
 
 def restore_discovery(discovery: Discovery, folder: str | Path) -> None:
@@ -336,9 +384,23 @@ def restore_discovery(discovery: Discovery, folder: str | Path) -> None:
         raise _damaged(d, f"{type(exc).__name__}: {exc}") from exc
 
 
+class CheckpointWriteError(WriteError):
+    """A checkpoint could not be written; the previous one, if any, is intact."""
+
+
 def save_discovery(discovery: Discovery, folder: str | Path) -> Path:
+    from .discovery import checkpoint_note
+
     tensors, meta = discovery_state(discovery)
-    return write_checkpoint(folder, tensors, meta)
+    try:
+        return write_checkpoint(folder, tensors, meta)
+    except WriteError as exc:
+        raise CheckpointWriteError(
+            f"{exc} (checkpoint after step {discovery.step}); {checkpoint_note(folder)}",
+            exc.path,
+            exc.errno,
+            exc.reason,
+        ) from exc
 
 
 # -- stopping on SIGINT / SIGTERM -------------------------------------------------------

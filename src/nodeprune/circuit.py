@@ -144,13 +144,12 @@ class Circuit:
         data.pop("timings", None)
         return data
 
-    def save(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(p)
-        return p
+    def save(self, path: str | Path, root: str | Path | None = None) -> Path:
+        """Write the circuit atomically, never through a symbolic link (see fsutil); with
+        ``root``, never through a linked folder between ``root`` and ``path`` either."""
+        from .fsutil import atomic_write
+
+        return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n", root=root)
 
     @classmethod
     def load(cls, path: str | Path) -> Circuit:

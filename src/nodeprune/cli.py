@@ -94,54 +94,84 @@ def given_config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from .checkpoint import RunInterrupted
+    from .checkpoint import RunInterrupted, check_task_file, read_meta, task_file_sha256
     from .discovery import Discovery
-    from .runs import prepare_output, resume_hint, resumed_config, write_result
+    from .fsutil import check_free_space
+    from .runcost import (
+        DurationWatch,
+        check_reference_memory,
+        run_folder_bytes,
+        warn_large_setup,
+    )
+    from .runs import RunFolder, resume_hint, resumed_config, train, write_result
     from .tasks import resolve_task
 
     cfg = config_from_args(args)
     default_name = f"custom-{Path(cfg.task_file).stem}" if cfg.task_file else cfg.task
     out = Path(args.out or f"runs/{default_name}")
+    if args.checkpoint_every < 0:
+        raise NodepruneError(f"checkpoint_every must be >= 0, got {args.checkpoint_every}")
     # The task is checked before the output folder is touched and the model loaded, so
-    # a typo costs neither a wiped --overwrite folder nor a model load.
+    # a typo costs no model load.
     task = None if args.resume else resolve_task(cfg.task, cfg.task_file)
-    prepare_output(out, args.resume, args.overwrite)
-    if args.resume:
-        cfg = resumed_config(out, *given_config(args))
-        task = resolve_task(cfg.task, cfg.task_file)
-    print(f"loading {cfg.model} ...", file=sys.stderr)
-    from .sweeps.large_models import attach_gated, load_options_from_args, load_with_options
+    # Locked for the whole run; an --overwrite keeps the old run until this one has
+    # written a checkpoint or its result, and puts it back if it fails before that.
+    with RunFolder(out, args.resume, args.overwrite) as folder:
+        if args.resume:
+            cfg = resumed_config(out, *given_config(args))
+            task = resolve_task(cfg.task, cfg.task_file)
+            check_task_file(read_meta(out), task, out)
+        warn_large_setup(cfg.n_train, cfg.n_val, cfg.n_test)
+        print(f"loading {cfg.model} ...", file=sys.stderr)
+        from .sweeps.large_models import attach_gated, load_options_from_args, load_with_options
 
-    loaded = load_with_options(cfg.model, cfg.dtype, cfg.device, load_options_from_args(args))
-    discovery = Discovery(loaded, cfg, task=task)
-    attach_gated(loaded.model, discovery.gated)  # gradient checkpointing replays the gates
-    if args.resume:
-        discovery.load_checkpoint(out)
-        print(f"resuming {out} at step {discovery.step} of {cfg.steps}", file=sys.stderr)
-    counts = discovery.data.counts
-    print(
-        "examples kept after filtering (the full model must answer correctly): "
-        + ", ".join(f"{s} {c['kept']}/{c['generated']}" for s, c in counts.items()),
-        file=sys.stderr,
-    )
-    try:
-        circuit = discovery.run(
-            progress=not args.quiet, checkpoint_dir=out, checkpoint_every=args.checkpoint_every
+        loaded = load_with_options(cfg.model, cfg.dtype, cfg.device, load_options_from_args(args))
+        check_reference_memory(loaded, cfg.n_train)
+        discovery = Discovery(loaded, cfg, task=task)
+        attach_gated(loaded.model, discovery.gated)  # gradient checkpointing replays the gates
+        if args.resume:
+            discovery.load_checkpoint(out)
+            print(f"resuming {out} at step {discovery.step} of {cfg.steps}", file=sys.stderr)
+        check_free_space(out, run_folder_bytes(discovery), "the output folder (--out)")
+        counts = discovery.data.counts
+        print(
+            "examples kept after filtering (the full model must answer correctly): "
+            + ", ".join(f"{s} {c['kept']}/{c['generated']}" for s, c in counts.items()),
+            file=sys.stderr,
         )
-    except RunInterrupted as exc:
-        print(f"nodeprune: {exc}; {resume_hint(out)}", file=sys.stderr)
-        return exc.exit_code
-    return write_result(circuit, out, args.allow_empty)
+        watch = DurationWatch(cfg.steps)
+
+        def on_step(d: Discovery) -> None:
+            folder.settle()
+            watch(d)
+
+        try:
+            circuit = train(discovery, out, not args.quiet, args.checkpoint_every, on_step)
+        except RunInterrupted as exc:
+            print(f"nodeprune: {exc}; {resume_hint(out)}", file=sys.stderr)
+            return exc.exit_code
+        return write_result(circuit, out, args.allow_empty, task_file_sha256(discovery.task))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .circuit import Circuit
+    from .config import MAX_EXAMPLES
     from .evaluation import evaluate_circuit
     from .models import load_model
+    from .runcost import warn_large_evaluation
+    from .runs import check_circuit_task_file
     from .summary import metrics_table, task_metric_label
 
+    if args.n is not None and not 1 <= args.n <= MAX_EXAMPLES:
+        raise NodepruneError(
+            f"evaluate --n must be a number of test prompts from 1 to {MAX_EXAMPLES:,}, got "
+            f"{args.n}; leave it out to use the circuit's own test set size"
+        )
     circuit = Circuit.load(args.circuit)
+    check_circuit_task_file(circuit, args.circuit)
     cfg = circuit.config
+    if args.n is not None:
+        warn_large_evaluation(args.n)
     loaded = load_model(
         circuit.model,
         dtype=cfg.get("dtype", "float32"),

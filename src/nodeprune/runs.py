@@ -1,5 +1,6 @@
-"""The output folder of a ``nodeprune discover`` run: refusing to clobber, resuming,
-and writing the result under a name that says what it is.
+"""The output folder of a ``nodeprune discover`` run: one run at a time, refusing to
+clobber, never losing the run it replaces, resuming, and writing the result under a
+name that says what it is.
 
 Files in a run folder:
 
@@ -10,55 +11,190 @@ Files in a run folder:
   ``circuit.json`` (with the warning) and exits 0.
 * ``checkpoint.safetensors`` + ``checkpoint.json``: the run state (see checkpoint.py),
   written every ``--checkpoint-every`` steps, after the last step and on SIGINT/SIGTERM.
+* ``.nodeprune.lock`` (while a run is on): who runs there (see runlock.py); a second
+  run into the folder is refused.
+* ``.nodeprune-replaced/`` (while an ``--overwrite`` run has produced nothing yet): the
+  run it replaces. It is removed once the new run has written its first checkpoint or
+  its result, and put back if the new run fails before that (a model that does not
+  load, a bad task file, no example left after filtering, Ctrl-C, a kill -9: the next
+  command in the folder puts it back).
 
 A circuit that prunes nothing is written as ``circuit.json`` with a prominent warning:
-it is a valid, if uninformative, result.
+it is a valid, if uninformative, result. When ``circuit.json`` cannot be written (disk
+full...), the circuit goes to a file in the temporary folder, named in the error, and
+the final checkpoint lets ``--resume`` write it again.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from .checkpoint import checkpoint_files, config_differences, has_checkpoint, read_meta
+from .checkpoint import (
+    CheckpointWriteError,
+    checkpoint_files,
+    config_differences,
+    has_checkpoint,
+    read_meta,
+)
 from .circuit import Circuit
 from .config import DiscoveryConfig
 from .errors import NodepruneError
+from .fsutil import WriteError, atomic_write, check_writable, sha256_file, sync_folder, warn
+from .runlock import FolderLock
 from .summary import circuit_status, circuit_summary, status_warning
+
+if TYPE_CHECKING:
+    from .discovery import Discovery
 
 CIRCUIT_FILE = "circuit.json"
 EMPTY_CIRCUIT_FILE = "circuit.empty.json"
+#: The run an --overwrite replaces, until the new run has produced something.
+ASIDE_DIR = ".nodeprune-replaced"
 #: Exit status of ``discover`` when the circuit came out empty (without --allow-empty).
 EXIT_EMPTY = 3
+#: Key of ``Circuit.extra`` with the SHA-256 of the task file the circuit was found on.
+TASK_FILE_SHA256 = "task_file_sha256"
 
 
 def result_files(out: Path) -> list[Path]:
     return [out / CIRCUIT_FILE, out / EMPTY_CIRCUIT_FILE, out / (CIRCUIT_FILE + ".tmp")]
 
 
-def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder unless told to continue or replace."""
-    if resume and overwrite:
-        raise NodepruneError(
-            "--resume continues the run in the output folder and --overwrite replaces it; "
-            "pass only one of them"
-        )
-    if resume:
-        if not has_checkpoint(out):
+def run_files(out: Path) -> list[Path]:
+    """Everything that makes a folder hold a run (links too: they are moved, not read)."""
+    return [p for p in result_files(out) + checkpoint_files(out) if os.path.lexists(p)]
+
+
+def has_product(out: Path) -> bool:
+    """Has a run written something worth keeping here: a checkpoint or a result?"""
+    return has_checkpoint(out) or any(
+        (out / name).is_file() for name in (CIRCUIT_FILE, EMPTY_CIRCUIT_FILE)
+    )
+
+
+class RunFolder:
+    """``discover``'s output folder while a run uses it: checked writable, locked, and
+    with the run an ``--overwrite`` replaces kept aside until the new one has produced
+    something (:meth:`settle`), or put back when it ends without having done so."""
+
+    def __init__(self, out: Path, resume: bool = False, overwrite: bool = False) -> None:
+        if resume and overwrite:
             raise NodepruneError(
-                f"--resume: there is no checkpoint in {out}; run without --resume to start"
+                "--resume continues the run in the output folder and --overwrite replaces "
+                "it; pass only one of them"
             )
-        return
-    existing = [p for p in result_files(out) + checkpoint_files(out) if p.exists()]
-    if existing and not overwrite:
-        raise NodepruneError(
-            f"{out} already holds a run ({', '.join(p.name for p in existing)}); pass "
-            "--resume to continue it or --overwrite to start over"
+        self.out, self.resume, self.overwrite = out, resume, overwrite
+        self.aside = out / ASIDE_DIR
+        self.lock = FolderLock(out)
+        self.created = False
+        self._keeping = False
+
+    def __enter__(self) -> RunFolder:
+        self.created = not os.path.lexists(self.out)
+        check_writable(self.out, "the output folder (--out)")
+        try:
+            self.lock.acquire()
+            self._recover()
+            self._prepare()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._keeping:
+                if has_product(self.out):
+                    self._drop_aside()
+                else:
+                    self._restore()
+        finally:
+            self._close()
+
+    def settle(self, *_: object) -> None:
+        """Drop the replaced run once the new one has a checkpoint or a result (an
+        ``on_step`` callback: a file check per step)."""
+        if self._keeping and has_product(self.out):
+            self._drop_aside()
+
+    def _aside_folder(self) -> bool:
+        if not os.path.lexists(self.aside):
+            return False
+        if self.aside.is_symlink() or not self.aside.is_dir():
+            raise NodepruneError(
+                f"{self.aside} is not a folder that nodeprune made (a link or a file); "
+                "move it away and run again"
+            )
+        return True
+
+    def _recover(self) -> None:
+        """A process killed while it kept a replaced run aside: finish its job."""
+        if not self._aside_folder():
+            return
+        self._keeping = True
+        if has_product(self.out):
+            self._drop_aside()
+        else:
+            self._restore()
+
+    def _prepare(self) -> None:
+        if self.resume:
+            if not has_checkpoint(self.out):
+                raise NodepruneError(
+                    f"--resume: there is no checkpoint in {self.out}; run without --resume to start"
+                )
+            return
+        existing = run_files(self.out)
+        if existing and not self.overwrite:
+            raise NodepruneError(
+                f"{self.out} already holds a run ({', '.join(p.name for p in existing)}); "
+                "pass --resume to continue it or --overwrite to start over"
+            )
+        if not existing:
+            return
+        # --overwrite: out of the way at once (so it is never resumed by mistake), but
+        # kept until the new run has something to show for itself.
+        self.aside.mkdir()
+        self._keeping = True
+        for p in existing:
+            os.replace(p, self.aside / p.name)
+        sync_folder(self.out)
+
+    def _drop_aside(self) -> None:
+        shutil.rmtree(self.aside, ignore_errors=True)
+        self._keeping = False
+
+    def _restore(self) -> None:
+        for p in run_files(self.out):  # what the failed new run left: temporary files
+            p.unlink()
+        for p in sorted(self.aside.iterdir()):
+            os.replace(p, self.out / p.name)
+        self.aside.rmdir()
+        sync_folder(self.out)
+        self._keeping = False
+        print(
+            f"nodeprune: the new run produced nothing, so {self.out} keeps the run it held",
+            file=sys.stderr,
         )
-    for p in existing:  # --overwrite: a stale checkpoint must never be resumed by mistake
-        p.unlink()
+
+    def _close(self) -> None:
+        self.lock.release()
+        if self.created:
+            try:
+                self.out.rmdir()  # only if empty: a run that never started leaves no folder
+            except OSError:
+                pass
 
 
 def resumed_config(out: Path, given: dict[str, Any], source: str) -> DiscoveryConfig:
@@ -89,12 +225,16 @@ def banner(text: str) -> str:
     return f"{line}\n! {text}\n{line}"
 
 
-def write_result(circuit: Circuit, out: Path, allow_empty: bool) -> int:
+def write_result(
+    circuit: Circuit, out: Path, allow_empty: bool, task_sha256: str | None = None
+) -> int:
     """Save the circuit under the name its state calls for; the exit status."""
+    if task_sha256 is not None:
+        circuit.extra[TASK_FILE_SHA256] = task_sha256
     print(circuit_summary(circuit))
     status, warning = circuit_status(circuit), status_warning(circuit)
     if status == "empty" and not allow_empty:
-        path = circuit.save(out / EMPTY_CIRCUIT_FILE)
+        path = save_result(circuit, out, EMPTY_CIRCUIT_FILE)
         print(
             banner(f"EMPTY CIRCUIT: {warning}")
             + f"\nwrote it to {path}, not to {CIRCUIT_FILE}; pass --allow-empty to accept "
@@ -102,8 +242,99 @@ def write_result(circuit: Circuit, out: Path, allow_empty: bool) -> int:
             file=sys.stderr,
         )
         return EXIT_EMPTY
-    path = circuit.save(out / CIRCUIT_FILE)
+    path = save_result(circuit, out, CIRCUIT_FILE)
     if warning:
         print(banner(f"{status.upper()} CIRCUIT: {warning}"), file=sys.stderr)
     print(f"\nwrote {path}")
     return 0
+
+
+def fallback_folders() -> list[Path]:
+    """Where a circuit goes when its run folder cannot take it, best first."""
+    return [Path(tempfile.gettempdir()), Path.home(), Path.cwd()]
+
+
+def save_result(circuit: Circuit, out: Path, name: str) -> Path:
+    """``out``/``name``; when that write fails, the circuit is kept in a fallback file
+    and the error names it (and how to write the result again)."""
+    try:
+        return circuit.save(out / name, root=out)
+    except WriteError as exc:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        label = "".join(c if c.isalnum() or c in "-_." else "_" for c in out.name) or "run"
+        text = None
+        tried = []
+        for folder in fallback_folders():
+            target = folder / f"nodeprune-{label}-{stamp}-{os.getpid()}-{name}"
+            try:
+                text = text or _circuit_text(circuit)
+                kept = atomic_write(target, text)
+                break
+            except WriteError as again:
+                tried.append(f"{folder}: {again.reason}")
+        else:
+            kept = None
+        where = (
+            f"the trained circuit was written to {kept} instead"
+            if kept
+            else f"no fallback folder could take the circuit either ({'; '.join(tried)})"
+        )
+        again = ""
+        if has_checkpoint(out):
+            again = (
+                f"; the checkpoint in {out} holds the trained gates: once {out} can be "
+                f"written, `nodeprune discover --out {shlex.quote(str(out))} --resume` "
+                f"writes {name} again"
+            )
+        raise WriteError(f"{exc}; {where}{again}", exc.path, exc.errno, exc.reason) from exc
+
+
+def _circuit_text(circuit: Circuit) -> str:
+    import json
+
+    return json.dumps(circuit.to_json(), indent=1) + "\n"
+
+
+def train(
+    discovery: Discovery,
+    out: Path,
+    progress: bool,
+    checkpoint_every: int,
+    on_step: Callable[[Discovery], None] | None = None,
+) -> Circuit:
+    """Run the discovery with checkpoints in ``out``. A checkpoint that cannot be
+    written stops the run (the message names the last good one), except the final one:
+    then training is complete, and the circuit is still read off and written."""
+    try:
+        return discovery.run(
+            progress=progress,
+            checkpoint_dir=out,
+            checkpoint_every=checkpoint_every,
+            on_step=on_step,
+        )
+    except CheckpointWriteError as exc:
+        if discovery.step < discovery.config.steps:
+            raise
+        warn(f"{exc}; training is complete, so the circuit is written all the same")
+        return discovery.circuit()
+
+
+def check_circuit_task_file(circuit: Circuit, source: str | Path) -> None:
+    """A circuit found on a task file is evaluated on that file as it was: refuse a file
+    whose content changed since (the test prompts, even the answer, would differ)."""
+    task_file = circuit.config.get("task_file")
+    if not task_file or not Path(task_file).is_file():
+        return  # a built-in task; or a missing file, which loading the task reports
+    saved, now = circuit.extra.get(TASK_FILE_SHA256), sha256_file(task_file)
+    if saved is None:
+        warn(
+            f"{source} does not record the SHA-256 of its task file {task_file} (written by "
+            "an older nodeprune or outside `nodeprune discover`): an edit of the file since "
+            "the discovery cannot be detected"
+        )
+    elif saved != now:
+        raise NodepruneError(
+            f"the task file {task_file} has changed since {source} was discovered on it "
+            f"(SHA-256 {str(saved)[:12]}... then, {now[:12]}... now), so its prompts are no "
+            "longer the circuit's; evaluate with the original file, or discover again"
+        )

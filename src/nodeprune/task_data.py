@@ -8,6 +8,7 @@ import torch
 
 from .data import PromptBatch
 from .errors import NodepruneError
+from .fsutil import warn
 from .intervention import GatedModel
 from .tasks.base import Example, Task
 
@@ -42,6 +43,26 @@ def keep_correct(gated: GatedModel, task: Task, batch: PromptBatch, batch_size: 
     return batch.select(index)
 
 
+def held_out(
+    task: Task, split: str, examples: list[Example], train_prompts: set[str]
+) -> list[Example]:
+    """The examples of a held-out split that are not training prompts. When none is
+    left, the split would measure the training set: refused, never filled back in."""
+    kept = [e for e in examples if e.clean not in train_prompts]
+    if examples and not kept:
+        raise NodepruneError(
+            f"task {task.name!r}: all {len(examples)} {split} prompts are also training "
+            f"prompts (a task file that repeats the same prompt?), so the {split} metrics "
+            "would be measured on the training set; give more distinct prompt pairs"
+        )
+    if 2 * len(kept) < len(examples):
+        warn(
+            f"task {task.name!r}: only {len(kept)} of the {len(examples)} {split} prompts "
+            f"are not also training prompts; the {split} metrics use those {len(kept)}"
+        )
+    return kept
+
+
 def build_task_data(
     gated: GatedModel,
     task: Task,
@@ -63,7 +84,7 @@ def build_task_data(
         if split == "train":
             train_prompts = {e.clean for e in examples}
         else:  # held-out prompts are never trained on
-            examples = [e for e in examples if e.clean not in train_prompts] or examples
+            examples = held_out(task, split, examples, train_prompts)
         batch = task.encode(examples, tokenizer)  # with the task's metric extras
         generated = len(batch)
         if filter_correct:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..data import PromptBatch
 from ..errors import NodepruneError
+from ..fsutil import sha256_file
 from .base import Example, Task
 from .custom_file import Record, load_records
 
@@ -44,6 +45,9 @@ class CustomTask(Task):
         "prompt pairs from a file (--task-file): nodeprune/Edge Pruning JSONL, auto-circuit"
     )
     corruption = "as given in the file"
+    #: SHA-256 of the file's content when it was read: checkpoints and circuits keep it,
+    #: so that a resume or an evaluation notices a file edited since.
+    file_sha256: str | None = None
 
     def __init__(self, path: str | Path, records: list[Record], file_format: str) -> None:
         self.path = str(path)
@@ -58,7 +62,9 @@ class CustomTask(Task):
     @classmethod
     def from_file(cls, path: str | Path) -> CustomTask:
         file_format, records = load_records(path)
-        return cls(path, records, file_format)
+        task = cls(path, records, file_format)
+        task.file_sha256 = sha256_file(path)
+        return task
 
     def generate(self, n: int, rng: random.Random, tokenizer: object) -> list[Example]:
         # Every record is checked, not only the drawn ones, so a bad line is always found.
