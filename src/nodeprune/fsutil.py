@@ -165,12 +165,17 @@ def write_temp(path: str | Path, data: bytes | str, root: str | Path | None = No
     tmp = p.with_name(p.name + TMP_SUFFIX)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        if tmp.is_symlink() or tmp.exists():
-            os.unlink(tmp)  # a stale or planted temporary file; unlink never follows a link
-        fd = os.open(tmp, flags, 0o666)
-    except OSError as exc:
-        raise write_error(tmp, exc) from exc
+    for attempt in range(3):
+        try:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)  # stale or planted; unlink removes a link, not its target
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # planted again between the unlink and the open
+            if attempt == 2:
+                raise write_error(tmp, FileExistsError(errno.EEXIST, "file exists")) from None
+        except OSError as exc:
+            raise write_error(tmp, exc) from exc
     try:
         try:
             _write_all(fd, blob)

@@ -73,9 +73,10 @@ def _from_pretrained(
             f"loading {source} needs a missing package ({exc}); for GGUF files: "
             "pip install gguf accelerate"
         ) from exc
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: e.g. a .gguf that is no GGUF file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NodepruneError(
-            f"cannot load model {source!r}: {str(exc).splitlines()[0]} "
+            f"cannot load model {source!r}: {first} "
             "(give a Hugging Face hub name, a local model folder or a .gguf file)"
         ) from exc
     return model, tokenizer

@@ -59,6 +59,9 @@ CIRCUIT_FILE = "circuit.json"
 EMPTY_CIRCUIT_FILE = "circuit.empty.json"
 #: The run an --overwrite replaces, until the new run has produced something.
 ASIDE_DIR = ".nodeprune-replaced"
+#: The same while files are moved into it, or back out of it (undone after a kill).
+MOVING_ASIDE_DIR = ".nodeprune-replacing"
+MOVING_BACK_DIR = ".nodeprune-restoring"
 #: Exit status of ``discover`` when the circuit came out empty (without --allow-empty).
 EXIT_EMPTY = 3
 #: Key of ``Circuit.extra`` with the SHA-256 of the task file the circuit was found on.
@@ -128,19 +131,25 @@ class RunFolder:
         if self._keeping and has_product(self.out):
             self._drop_aside()
 
-    def _aside_folder(self) -> bool:
-        if not os.path.lexists(self.aside):
+    def _own_folder(self, folder: Path) -> bool:
+        if not os.path.lexists(folder):
             return False
-        if self.aside.is_symlink() or not self.aside.is_dir():
+        if folder.is_symlink() or not folder.is_dir():
             raise NodepruneError(
-                f"{self.aside} is not a folder that nodeprune made (a link or a file); "
+                f"{folder} is not a folder that nodeprune made (a link or a file); "
                 "move it away and run again"
             )
         return True
 
     def _recover(self) -> None:
-        """A process killed while it kept a replaced run aside: finish its job."""
-        if not self._aside_folder():
+        """A process killed while it kept a replaced run aside: finish its job. Moving
+        files in or out happens in a folder of its own name, renamed (atomically) when
+        done, so a kill half-way through a move is always undone, never taken for a
+        finished one."""
+        for moving in (self.out / MOVING_ASIDE_DIR, self.out / MOVING_BACK_DIR):
+            if self._own_folder(moving):
+                self._move_back(moving)
+        if not self._own_folder(self.aside):
             return
         self._keeping = True
         if has_product(self.out):
@@ -165,10 +174,12 @@ class RunFolder:
             return
         # --overwrite: out of the way at once (so it is never resumed by mistake), but
         # kept until the new run has something to show for itself.
-        self.aside.mkdir()
-        self._keeping = True
+        moving = self.out / MOVING_ASIDE_DIR
+        moving.mkdir()
         for p in existing:
-            os.replace(p, self.aside / p.name)
+            os.replace(p, moving / p.name)
+        os.replace(moving, self.aside)
+        self._keeping = True
         sync_folder(self.out)
 
     def _drop_aside(self) -> None:
@@ -178,15 +189,20 @@ class RunFolder:
     def _restore(self) -> None:
         for p in run_files(self.out):  # what the failed new run left: temporary files
             p.unlink()
-        for p in sorted(self.aside.iterdir()):
-            os.replace(p, self.out / p.name)
-        self.aside.rmdir()
-        sync_folder(self.out)
+        moving = self.out / MOVING_BACK_DIR
+        os.replace(self.aside, moving)
+        self._move_back(moving)
         self._keeping = False
         print(
             f"nodeprune: the new run produced nothing, so {self.out} keeps the run it held",
             file=sys.stderr,
         )
+
+    def _move_back(self, moving: Path) -> None:
+        for p in sorted(moving.iterdir()):
+            os.replace(p, self.out / p.name)
+        moving.rmdir()
+        sync_folder(self.out)
 
     def _close(self) -> None:
         self.lock.release()

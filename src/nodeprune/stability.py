@@ -79,10 +79,9 @@ def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[
 
 
 def save_stability(result: dict[str, Any], path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    return p
+    from .fsutil import atomic_write
+
+    return atomic_write(Path(path), json.dumps(result, indent=1) + "\n")
 
 
 def stability_table(result: dict[str, Any]) -> str:

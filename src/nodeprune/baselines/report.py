@@ -9,6 +9,7 @@ from typing import Any
 
 from ..circuit import Circuit
 from ..curves import UNIT_GRANULARITIES, effective_masks
+from ..fsutil import atomic_write
 
 #: Columns of the table: granularity, header.
 COUNT_COLUMNS = (
@@ -140,12 +141,8 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in documents.items():
-        path = out / name
-        path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
-        written.append(path)
-    path = out / "compare.txt"
-    path.write_text(text + "\n", encoding="utf-8")
-    written.append(path)
+        written.append(atomic_write(out / name, json.dumps(content, indent=1) + "\n", root=out))
+    written.append(atomic_write(out / "compare.txt", text + "\n", root=out))
     for method, circuit in circuits.items():
-        written.append(circuit.save(out / "circuits" / f"{method}.json"))
+        written.append(circuit.save(out / "circuits" / f"{method}.json", root=out))
     return written

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..circuit import Circuit
 from ..evaluation import METRIC_KEYS
+from ..fsutil import atomic_write, check_file_target, check_writable, ensure_folder
 from ..granularity import GRANULARITIES
 from ..metrics.ground_truth import reference_circuits, score_gpt2_circuit
 from ..stability import STABILITY_FILE, load_runs, save_stability, stability
@@ -26,6 +27,11 @@ def build_report(run_dir: str | Path, other_runs: list[str | Path] | None = None
     """Write RUN_DIR/report.html and RUN_DIR/figures/*.png; with other runs (seeds), also
     RUN_DIR/stability.json. Returns the report's path."""
     run = load_run(run_dir)
+    fig_dir, out = run.folder / FIGURES_DIR, run.folder / REPORT_FILE
+    # Checked before any figure is drawn; and nothing is written through a link.
+    check_writable(run.folder, "the run folder")
+    ensure_folder(fig_dir, root=run.folder)
+    check_file_target(out)
     if other_runs:
         circuits = [run.circuit, *load_runs(list(other_runs))]
         labels = [str(run.folder)] + [str(p) for p in other_runs]
@@ -34,10 +40,8 @@ def build_report(run_dir: str | Path, other_runs: list[str | Path] | None = None
     c = run.circuit
     gt_scores = score_gpt2_circuit(c)
     plots = _plots(run, gt_scores)
-    fig_dir = run.folder / FIGURES_DIR
-    fig_dir.mkdir(exist_ok=True)
     for plot in plots.values():
-        (fig_dir / f"{plot.name}.png").write_bytes(plot.png)
+        atomic_write(fig_dir / f"{plot.name}.png", plot.png, root=run.folder)
     sections = [
         Section("overview", "Overview", _overview(c)),
         Section("circuit", "Circuit", _circuit_figures(c, plots)),
@@ -58,9 +62,7 @@ def build_report(run_dir: str | Path, other_runs: list[str | Path] | None = None
     ]
     title = f"nodeprune circuit: {c.task} on {c.model}"
     subtitle = f"ablation {c.ablation} · seed {c.seed} · run folder {run.folder.name}"
-    out = run.folder / REPORT_FILE
-    out.write_text(document(title, subtitle, sections), encoding="utf-8")
-    return out
+    return atomic_write(out, document(title, subtitle, sections), root=run.folder)
 
 
 def _task_reference(c: Circuit) -> set[tuple[int, int]] | None:

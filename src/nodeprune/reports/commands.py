@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -19,17 +18,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..circuit import Circuit
     from ..export import export_circuit
+    from ..fsutil import atomic_write, check_file_target
     from ..stability import circuit_path
 
+    if args.out:  # before the work: a folder or an unwritable path is refused at once
+        check_file_target(args.out, "export --out")
     circuit = Circuit.load(circuit_path(args.circuit))
     data = export_circuit(
         circuit, args.format, parallel_attn_mlp=args.parallel_attn_mlp, neurons=args.neurons
     )
     text = json.dumps(data) + "\n"
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        out = atomic_write(args.out, text)  # never a 0-byte or half-written file
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from pathlib import Path
@@ -56,9 +57,10 @@ def write_curve(rows: list[dict[str, Any]], path: str | Path) -> bool:
     if series:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    target = Path(path)
-    tmp = target.with_name(target.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    from ..fsutil import atomic_write
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(target)
+    atomic_write(Path(path), buffer.getvalue())
     return True

@@ -177,6 +177,6 @@ class ResultTable:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    from ..fsutil import atomic_write
+
+    atomic_write(path, text)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..fsutil import atomic_write
 from .backends import Backend
 from .grid import SweepSpec
 from .results import FAILED, FINISHED, ResultTable
@@ -37,9 +38,9 @@ def run_sweep(
     trials = spec.trials()
     table = ResultTable(out)
     todo = [t for t in trials if not table.is_finished(t.hash)]
-    (out / "sweep.json").write_text(
+    atomic_write(
+        out / "sweep.json",
         json.dumps({**spec.to_dict(), "trials": [t.hash for t in trials]}, indent=1) + "\n",
-        encoding="utf-8",
     )
     counts = {FINISHED: 0, FAILED: 0}
     bar = tqdm(total=len(todo), desc=f"sweep ({backend.name})", unit="trial", disable=not progress)
