@@ -103,8 +103,8 @@ class RunFolder:
 
     def __enter__(self) -> RunFolder:
         self.created = not os.path.lexists(self.out)
-        check_writable(self.out, "the output folder (--out)")
         try:
+            check_writable(self.out, "the output folder (--out)")
             self.lock.acquire()
             self._recover()
             self._prepare()
