@@ -169,6 +169,26 @@ def test_kill_9_during_an_overwrite_set_up_loses_nothing(
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.3])
+def test_ctrl_c_during_an_overwrite_set_up_keeps_the_old_run(model_dir, finished, tmp_path, delay):
+    out, before = finished
+    log = tmp_path / "interrupted.log"
+    proc = start(_overwrite_argv(model_dir, out, 400, 0), log)
+    moving = (out / ASIDE_DIR, out / MOVING_ASIDE_DIR)
+    wait_until(proc, lambda: any(p.exists() for p in moving), log, "the old run moving aside")
+    time.sleep(delay)  # while moving the old run aside, or while loading the model
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait()
+    if rc == 0:
+        # Python drops a KeyboardInterrupt raised inside a finalizer ("Exception ignored
+        # in ... __del__"): that run went on to the end and replaced the old one.
+        assert "Exception ignored" in log.read_text()
+        assert checkpoint_step(out) == 400 and not (out / ASIDE_DIR).exists()
+        return
+    assert rc == 130 and "nodeprune: interrupted" in log.read_text(), log.read_text()
+    assert snapshot(out) == before  # put back by the interrupted process itself
+
+
 def test_kill_9_after_the_new_run_checkpointed_keeps_the_new_run(
     model_dir, finished, tmp_path, capsys
 ):

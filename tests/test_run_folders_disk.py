@@ -26,6 +26,7 @@ from run_folder_helpers import (
 )
 
 import nodeprune.checkpoint as checkpoint
+import nodeprune.checkpoint_io as checkpoint_io
 import nodeprune.fsutil as fsutil
 import nodeprune.runs as runs
 from nodeprune.checkpoint import META_FILE, TENSORS_FILE
@@ -159,7 +160,7 @@ def test_a_final_checkpoint_that_cannot_be_written_still_gives_the_circuit(
     model_dir, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "run"
-    _fail_writes_of(monkeypatch, checkpoint, TENSORS_FILE)
+    _fail_writes_of(monkeypatch, checkpoint_io, TENSORS_FILE)
     assert run(model_dir, out, "--lam", "0", "--checkpoint-every", "0") == 0
     err = capsys.readouterr().err
     assert "disk is full" in err and "the circuit is written all the same" in err
@@ -171,7 +172,7 @@ def test_a_checkpoint_that_cannot_be_written_mid_run_names_the_last_good_one(
     model_dir, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "run"
-    _fail_writes_of(monkeypatch, checkpoint, META_FILE, after=2)
+    _fail_writes_of(monkeypatch, checkpoint_io, META_FILE, after=2)
     assert run(model_dir, out, "--lam", "0", "--checkpoint-every", "1") == 2
     error = one_error(capsys)
     assert "checkpoint after step 3" in error

@@ -126,8 +126,15 @@ class FolderLock:
             "command": " ".join(["nodeprune", *sys.argv[1:]]),
         }
         data = (json.dumps(info) + "\n").encode("utf-8")
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
+        except OSError:
+            pass  # the lock holds without its note (a full disk); messages say less
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def release(self) -> None:
         if self._fd is None:

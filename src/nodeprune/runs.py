@@ -109,7 +109,13 @@ class RunFolder:
             self._recover()
             self._prepare()
         except BaseException:
-            self._close()
+            # Ctrl-C can land anywhere, even half-way through moving the old run aside:
+            # whatever was moved goes back (a process killed here leaves that to the next).
+            try:
+                if self.lock.held:
+                    self._recover()
+            finally:
+                self._close()
             raise
         return self
 
