@@ -31,6 +31,15 @@ HELP = {
     "dtype": "float32, bfloat16 or float16 model weights (gates stay fp32)",
     "autocast": "off, bfloat16 or float16: mixed precision for the training passes "
     "(evaluation stays in --dtype)",
+    "target_faithfulness": "find the smallest circuit whose normalized faithfulness on the "
+    "validation prompts is at least this (in (0, 1]); the sparsity weight is then steered "
+    "and lam only sets its starting point",
+    "target_kl": "find the smallest circuit whose KL to the full model is at most this",
+    "target_size": "find the circuit that keeps this fraction of attention + MLP neurons",
+    "optimizer": "adamw, or granular_adam: Adam with one second moment per granularity, so "
+    "a gate moves in proportion to how much the objective cares about it",
+    "target_every": "steps between the target controller's validation measurements",
+    "target_rate": "step of the target controller's log sparsity weight",
 }
 
 
@@ -58,8 +67,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, list):
             kwargs["type"] = lambda s: [x for x in s.split(",") if x]
-        elif f.name == "task_file":
-            kwargs["type"] = str
+        elif default is None:  # optional settings: task_file (a path) or a target (a number)
+            kwargs["type"] = str if f.name == "task_file" else float
         else:
             kwargs["type"] = type(default)
         shown = ",".join(default) if isinstance(default, list) else default

@@ -56,6 +56,19 @@ class DiscoveryConfig:
     dtype: str = "float32"
     #: Mixed precision for the training passes only (evaluation stays in ``dtype``).
     autocast: str = "off"
+    #: Target modes (at most one; see targets.py): the smallest circuit whose normalized
+    #: faithfulness on the validation prompts is at least this, ...
+    target_faithfulness: float | None = None
+    #: ... or whose KL to the full model is at most this, ...
+    target_kl: float | None = None
+    #: ... or that keeps at most this fraction of attention + MLP neurons.
+    target_size: float | None = None
+    #: adamw, or granular_adam (one second moment per granularity; see optim.py).
+    optimizer: str = "adamw"
+    #: Steps between the controller's measurements of the binarised circuit.
+    target_every: int = 10
+    #: Step of the controller's log sparsity weight per measurement (at full slack).
+    target_rate: float = 0.5
 
     def validate(self) -> DiscoveryConfig:
         from .ablations import parse_ablation
@@ -71,6 +84,12 @@ class DiscoveryConfig:
         if self.autocast not in AUTOCAST_DTYPES:
             raise NodepruneError(
                 f"autocast must be one of {', '.join(AUTOCAST_DTYPES)}, not {self.autocast!r}"
+            )
+        from .optim import OPTIMIZERS
+
+        if self.optimizer not in OPTIMIZERS:
+            raise NodepruneError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"
             )
         for key in self.lam_g:
             if key not in GRANULARITIES:
@@ -95,6 +114,8 @@ class DiscoveryConfig:
             ("n_val", 0 <= self.n_val <= MAX_EXAMPLES, f"in [0, {MAX_EXAMPLES}]"),
             ("n_test", 0 < self.n_test <= MAX_EXAMPLES, f"in [1, {MAX_EXAMPLES}]"),
             ("seed", 0 <= self.seed < 2**63, "in [0, 2**63)"),
+            ("target_every", self.target_every > 0, "> 0"),
+            ("target_rate", self.target_rate >= 0, ">= 0"),
             ("model", self.model.strip() != "", "a model name or path"),
         ]
         for name, ok, rule in checks:
@@ -103,6 +124,9 @@ class DiscoveryConfig:
         for key, value in self.lam_g.items():
             if value < 0:
                 raise NodepruneError(f"lam_g.{key} must be >= 0, got {value}")
+        from .targets import target_from_config
+
+        target_from_config(self)  # one target at most, and one that can be met
         try:
             torch.device(self.device)
         except (RuntimeError, ValueError) as exc:
@@ -168,6 +192,8 @@ def _check_value(key: str, hint: Any, value: Any, source: str) -> Any:
         if not isinstance(value, str):
             raise bad("a string")
         return value
+    if hint == float | None:
+        return None if value is None else number(value, key)
     if hint == str | None:
         if value is not None and not isinstance(value, str):
             raise bad("a string")

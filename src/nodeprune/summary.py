@@ -40,13 +40,27 @@ def task_metric_label(task_name: str) -> str:
 def metrics_table(metrics: dict[str, float], metric_label: str = "logit diff") -> str:
     """The metrics, with the task's own name for its metric (stored as logit_diff)."""
     rows = []
+    undefined = metrics.get("faithfulness_defined", 1.0) == 0.0
     for key, label in METRIC_LABELS.items():
         label = label.replace("logit diff", metric_label)
-        if key in metrics:
-            value = metrics[key]
-            text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
-            rows.append(f"{label:<38}{text:>12}")
+        if key not in metrics or (undefined and key.startswith("normalized_faithfulness_")):
+            continue
+        value = metrics[key]
+        text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+        if undefined and key == "normalized_faithfulness":
+            text = "undefined"
+        rows.append(f"{label:<38}{text:>12}")
+    if undefined:
+        rows.append(UNDEFINED_FAITHFULNESS.replace("logit diff", metric_label))
     return "\n".join(rows)
+
+
+#: Why a normalized faithfulness is not printed as a number.
+UNDEFINED_FAITHFULNESS = (
+    "(normalized faithfulness is undefined: the full and the fully-ablated model's logit "
+    "diff do not differ reliably on these prompts, so the ratio means nothing; use a task "
+    "the model solves, more test prompts (--n-test) or another ablation)"
+)
 
 
 #: What a degenerate circuit means, and what to change.
