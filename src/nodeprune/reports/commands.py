@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -18,21 +17,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..circuit import Circuit
-    from ..export import export_circuit
+    from ..errors import NodepruneError
+    from ..export import BOS_KEY, export_circuit, write_export
     from ..stability import circuit_path
 
-    circuit = Circuit.load(circuit_path(args.circuit))
-    data = export_circuit(
-        circuit, args.format, parallel_attn_mlp=args.parallel_attn_mlp, neurons=args.neurons
-    )
-    text = json.dumps(data) + "\n"
+    path = circuit_path(args.circuit)
+    circuit = Circuit.load(path)
+    options: dict = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
+    if args.format == "mib":
+        from ..export_mib import final_log_alphas
+
+        if not args.out:
+            raise NodepruneError(
+                "--format mib writes a submission folder: pass --out FOLDER (it gets "
+                "<task>_<model>/importances.json)"
+            )
+        log_alphas, source = final_log_alphas(circuit, path.parent)
+        print(f"neuron gates: {source}", file=sys.stderr)
+        options.update(log_alphas=log_alphas, mib_task=args.mib_task, mib_model=args.mib_model)
+        if circuit.extra.get(BOS_KEY) is not True:
+            print(
+                "note: MIB's evaluation (EAP-IG) prepends a BOS token to every prompt; this "
+                "circuit was found on prompts "
+                + ("without one" if circuit.extra.get(BOS_KEY) is False else "that may lack one"),
+                file=sys.stderr,
+            )
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        print(f"wrote {out}", file=sys.stderr)
+        print(f"wrote {write_export(circuit, args.format, args.out, **options)}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(json.dumps(export_circuit(circuit, args.format, **options)) + "\n")
     return 0
 
 
@@ -61,7 +74,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a circuit for EAP-IG / MIB or TransformerLens")
     p.add_argument("circuit", help="circuit.json or its run folder")
     p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS), help="output format")
-    p.add_argument("--out", help="output file (default: standard output)")
+    p.add_argument(
+        "--out", help="output file (default: standard output); for mib the submission folder"
+    )
     p.add_argument(
         "--parallel-attn-mlp",
         action=argparse.BooleanOptionalAction,
@@ -74,6 +89,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="eap-ig: add per-d_model neuron masks (MLP output dimensions)",
     )
+    p.add_argument("--mib-task", help="mib: MIB's task name (default: the circuit's task)")
+    p.add_argument("--mib-model", help="mib: MIB's model name (default: from the model, e.g. gpt2)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stability", help="keep frequency and Jaccard overlap across runs")
