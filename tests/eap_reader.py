@@ -8,7 +8,12 @@ of hannamw/EAP-IG, also at the MIB branch), written from its format, not its cod
   be the layer's ``[n_heads][d_model]`` block (a flat ``[d_model]`` list broadcasts to
   every head of the layer), and the last head of a layer read wins;
 * once any node has ``neurons``, every node without an entry has none (all false);
-* ``prune()`` first drops every node with no neuron in the graph.
+* a node with no neuron in the graph is ablated: ``evaluate_graph`` patches every output
+  dimension whose neuron is false (``prune()`` may leave its ``in_graph`` flag on, as it
+  re-derives nodes from edges). ``kept`` below is that effective state.
+
+Checked once against EAP-IG's own ``Graph.from_json`` (MIB branch, 7af394a) on a GPT-2
+small export: the same node flags and neuron rows.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def read_eap_graph(doc: dict[str, Any]) -> EapGraph:
             any_neurons = True
             neurons[forward_index(n_heads, name, True)] = np.asarray(entry["neurons"], float)
     kept_neurons = neurons.astype(bool) if any_neurons else None
-    if kept_neurons is not None:  # prune(): nodes without neurons leave the graph
+    if kept_neurons is not None:  # a node without neurons is ablated
         nodes &= kept_neurons.any(axis=1)
     return EapGraph(
         cfg=cfg,

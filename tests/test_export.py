@@ -92,7 +92,7 @@ def test_neuron_masks_are_per_residual_dimension():
 
 def test_eap_ig_reads_the_neurons_of_every_kept_head():
     # a0.h1, the last head of layer 0, is pruned: with a flat list per head, EAP-IG's
-    # reader would broadcast its all-false list over the layer and drop a0.h0.
+    # reader would broadcast its all-false list over the layer and ablate a0.h0.
     read = read_eap_graph(eap_graph(_circuit(), neurons=True))
     assert read.kept("a0.h0") and read.neurons("a0.h0").all()
     assert not read.kept("a0.h1") and not read.neurons("a0.h1").any()

@@ -175,7 +175,7 @@ def node_neurons(circuit: Circuit) -> dict[str, list[Any]]:
     output dimensions (``mlp_output``); a head's and the input's are all true when kept:
     nodeprune gates a head inside its ``d_head`` space, which is not a set of residual
     dimensions, so a partly pruned head exports as whole. Every node gets an entry:
-    EAP-IG treats a node without one as having no neurons and drops it."""
+    EAP-IG gives a node without one no neurons, which ablates all of its output."""
     dims = circuit.dims
     masks = circuit.effective_masks()
     kept = node_kept(circuit)
@@ -335,8 +335,7 @@ def write_export(circuit: Circuit, fmt: str, out: str | Path, **options: Any) ->
     which ``<task>_<model>/importances.json`` is written. Returns the file written."""
     _check_format(fmt)
     if fmt == "mib":
-        from .export_mib import mib_graph
+        from .export_mib import write_mib
 
-        folder, data = mib_graph(circuit, **_options(fmt, options))
-        return write_json(Path(out) / folder / "importances.json", data)
+        return write_mib(circuit, out, **_options(fmt, options))[0]
     return write_json(Path(out), export_circuit(circuit, fmt, **options))

@@ -284,6 +284,19 @@ def mib_graph(
     return folder, doc
 
 
+def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:
+    """Write ``out/<task>_<model>/importances.json``; (its path, its content)."""
+    from .export import write_json
+
+    folder, doc = mib_graph(circuit, **options)
+    return write_json(Path(out) / folder / IMPORTANCE_FILE, doc), doc
+
+
+def order_decided_sizes(doc: dict[str, Any]) -> list[float]:
+    """MIB's sizes (fractions of the edges) whose cutoff only EAP-IG's order decides."""
+    return [c["fraction"] for c in doc["metadata"]["cutoffs"] if c["decided_by"] == RULES[-1]]
+
+
 def _coarse(log_alphas: dict[str, Tensor] | None) -> dict[str, Any] | None:
     if log_alphas is None:
         return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -17,35 +19,58 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..circuit import Circuit
-    from ..errors import NodepruneError
-    from ..export import BOS_KEY, export_circuit, write_export
+    from ..export import export_circuit, write_export
     from ..stability import circuit_path
 
     path = circuit_path(args.circuit)
     circuit = Circuit.load(path)
-    options: dict = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
+    options = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
     if args.format == "mib":
-        from ..export_mib import final_log_alphas
-
-        if not args.out:
-            raise NodepruneError(
-                "--format mib writes a submission folder: pass --out FOLDER (it gets "
-                "<task>_<model>/importances.json)"
-            )
-        log_alphas, source = final_log_alphas(circuit, path.parent)
-        print(f"neuron gates: {source}", file=sys.stderr)
-        options.update(log_alphas=log_alphas, mib_task=args.mib_task, mib_model=args.mib_model)
-        if circuit.extra.get(BOS_KEY) is not True:
-            print(
-                "note: MIB's evaluation (EAP-IG) prepends a BOS token to every prompt; this "
-                "circuit was found on prompts "
-                + ("without one" if circuit.extra.get(BOS_KEY) is False else "that may lack one"),
-                file=sys.stderr,
-            )
+        return _export_mib(args, circuit, path, options)
     if args.out:
         print(f"wrote {write_export(circuit, args.format, args.out, **options)}", file=sys.stderr)
     else:
         sys.stdout.write(json.dumps(export_circuit(circuit, args.format, **options)) + "\n")
+    return 0
+
+
+def _export_mib(args: argparse.Namespace, circuit: Any, path: Path, options: dict) -> int:
+    from ..errors import NodepruneError
+    from ..export import BOS_KEY
+    from ..export_mib import final_log_alphas, order_decided_sizes, write_mib
+
+    if not args.out:
+        raise NodepruneError(
+            "--format mib writes a submission folder: pass --out FOLDER (it gets "
+            "<task>_<model>/importances.json)"
+        )
+    log_alphas, source = final_log_alphas(circuit, path.parent)
+    written, doc = write_mib(
+        circuit,
+        args.out,
+        parallel_attn_mlp=options["parallel_attn_mlp"],
+        log_alphas=log_alphas,
+        mib_task=args.mib_task,
+        mib_model=args.mib_model,
+    )
+    print(f"wrote {written}\nneuron gates: {source}", file=sys.stderr)
+    by_order = order_decided_sizes(doc)
+    if by_order:
+        sizes = ", ".join(f"{100 * f:g}%" for f in by_order)
+        print(
+            f"at {sizes} of the edges, edges that nodeprune's gates cannot tell apart (such "
+            "as the q/k/v edges of one parent and head) meet at the cutoff; EAP-IG's edge "
+            "order decides there",
+            file=sys.stderr,
+        )
+    bos = circuit.extra.get(BOS_KEY)
+    if bos is not True:
+        which = "without one" if bos is False else "that may lack one (not recorded)"
+        print(
+            "note: MIB's evaluation (EAP-IG) prepends a BOS token to every prompt; this "
+            f"circuit was found on prompts {which}",
+            file=sys.stderr,
+        )
     return 0
 
 
