@@ -151,6 +151,10 @@ def test_the_final_log_alphas_come_from_the_run_that_found_the_circuit(tmp_path)
     assert got is None and "do not give this circuit" in why
     assert final_log_alphas(circuit, tmp_path / "none") == (None, f"no {TENSORS_FILE} next to "
                                                            "the circuit")  # fmt: skip
+    for damage in (b"", b"garbage", (tmp_path / "run" / TENSORS_FILE).read_bytes()[:-5]):
+        (tmp_path / "other" / TENSORS_FILE).write_bytes(damage)
+        got, why = final_log_alphas(circuit, tmp_path / "other")
+        assert got is None and "not readable" in why
 
 
 def test_the_files_say_whether_the_prompts_began_with_bos(gpt2_run):

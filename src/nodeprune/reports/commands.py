@@ -112,7 +112,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--neurons",
         action="store_true",
-        help="eap-ig: add per-d_model neuron masks (MLP output dimensions)",
+        help="eap-ig: add EAP-IG neuron masks (kept MLP output dimensions; heads whole)",
     )
     p.add_argument("--mib-task", help="mib: MIB's task name (default: the circuit's task)")
     p.add_argument("--mib-model", help="mib: MIB's model name (default: from the model, e.g. gpt2)")
