@@ -26,6 +26,7 @@ from .circuit import Circuit, full_masks, make_consistent
 from .config import AUTOCAST_DTYPES, DiscoveryConfig
 from .errors import NodepruneError
 from .evaluation import evaluate_gates
+from .export import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
 from .health import NumericalError, check_step
 from .intervention import GatedModel
@@ -371,8 +372,11 @@ class Discovery:
                 for g, la in self.gates.log_alphas().items()
                 if g in SCORED_GRANULARITIES
             }
+        first_tokens = torch.cat([self.data.train.clean_ids[:, 0], self.data.test.clean_ids[:, 0]])
         c.extra = {
             "data": self.data.counts,
+            # EAP-IG and MIB prepend a BOS token; exports say whether these prompts had one.
+            BOS_KEY: prompts_start_with_bos(first_tokens.tolist(), self.loaded.tokenizer),
             "scores": scores,
             **({"target": self.target_report()} if self.target is not None else {}),
             "history": [

@@ -53,8 +53,9 @@ def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[
         "n_runs": n,
         "granularities": {},
     }
+    effective = [c.effective_masks() for c in circuits]
     for g in common:
-        masks = [c.masks[g].numpy().astype(bool) for c in circuits]
+        masks = [e[g].numpy().astype(bool) for e in effective]
         counts = np.sum(masks, axis=0)
         pairs = {
             f"{i}-{j}": jaccard(masks[i], masks[j]) for i, j in itertools.combinations(range(n), 2)
