@@ -3,6 +3,7 @@ and its saved metrics are the ones a fresh evaluation recomputes."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -85,4 +86,6 @@ def test_bf16_autocast_trains_like_fp32(llama_model):
     circuit = d.run(progress=False)
     losses = [h.loss for h in d.history]
     assert sum(losses[-5:]) < sum(losses[:5])
-    assert circuit.metrics == evaluate_circuit(llama_model, circuit)
+    again = evaluate_circuit(llama_model, circuit)
+    # nan (an undefined faithfulness on a random model) must be nan again.
+    assert json.dumps(circuit.metrics, sort_keys=True) == json.dumps(again, sort_keys=True)

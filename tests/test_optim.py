@@ -82,3 +82,15 @@ def test_granular_adam_run_resumes_exactly(tokenizer, tmp_path):
     assert json.dumps(circuit.comparable_json(), sort_keys=True) == json.dumps(
         ref_circuit.comparable_json(), sort_keys=True
     )
+
+
+def test_no_step_is_longer_than_the_learning_rate():
+    # One entry's gradient dwarfs its group's RMS: its step is still at most lr.
+    p = torch.nn.Parameter(torch.zeros(1000))
+    opt = GranularAdam([p], [slice(0, 1000)], lr=0.5)
+    grad = torch.full((1000,), 1e-6)
+    grad[0] = 1.0
+    p.grad = grad
+    opt.step()
+    assert float(p.detach().abs().max()) <= 0.5 + 1e-6
+    assert float(-p.detach()[0]) == 0.5

@@ -47,8 +47,11 @@ class DiscoveryConfig:
     init_log_alpha: float = 2.0
     init_spread: float = 0.5
     n_train: int = 128
-    n_val: int = 32
-    n_test: int = 64
+    #: Validation prompts: the target controller's measurements and threshold search.
+    n_val: int = 128
+    #: Held-out test prompts: on SmolLM2 IOI 64 gave a 95% faithfulness interval of about
+    #: +-0.14; its width falls as 1/sqrt(n), so seeds are compared above evaluation noise.
+    n_test: int = 256
     filter: bool = True
     eval_batch_size: int = 32
     seed: int = 0

@@ -15,8 +15,9 @@ layer also silences every gate below it, so nothing brings it back.
 **Granular Adam** keeps Adam's per-gate first moment but shares the second moment
 within each granularity (one running mean of the squared gradient per group). A
 granularity's gates then move in proportion to how much the objective cares about each
-of them relative to its peers: a decisive gate at about the learning rate, a gate
-pushed only by the sparsity term at a small fraction of it. The scale still adapts per
+of them relative to its peers: a decisive gate at about the learning rate (never more:
+the step is clipped at Adam's own bound), a gate pushed only by the sparsity term at a
+small fraction of it. The scale still adapts per
 granularity, where the gradients differ by orders of magnitude (a layer gate's KL
 gradient is ~1000x a neuron's).
 """
@@ -81,7 +82,9 @@ class GranularAdam(torch.optim.Optimizer):
         denom = v_hat.sqrt().add_(group["eps"])[index]
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
-        p.addcdiv_(m_hat, denom, value=-group["lr"])
+        # Never a longer step than Adam's own (about lr): a single gate whose gradient
+        # dwarfs its group's RMS would otherwise jump across the whole range at once.
+        p.add_((m_hat / denom).clamp_(-1.0, 1.0), alpha=-group["lr"])
         return None
 
 
