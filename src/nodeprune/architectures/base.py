@@ -131,10 +131,14 @@ class ArchitectureAdapter:
         """Final hidden state -> the logits the causal LM returns."""
         return model.get_output_embeddings()
 
-    def pattern(self) -> str:
-        """The hooked modules, for messages and ``nodeprune models``."""
+    def pattern(self, model: nn.Module | None = None) -> str:
+        """The hooked modules, for messages and ``nodeprune models``; with ``model``,
+        the MLP output module its first block has."""
         block = f"{self.layers_path}.{{i}}"
         mlp = " or ".join(self.mlp_paths)
+        if model is not None:
+            first = self.layers(model)[0]
+            mlp = next(p for p in self.mlp_paths if self.mlp(first) is getattr(first, p, None))
         return f"{block}.{self.attn_out_path}, {block}.{self.mlp_down_path}, {block}.{mlp}"
 
     # -- sizes ----------------------------------------------------------------------

@@ -35,16 +35,13 @@ def get_adapter(model: nn.Module, notice: Callable[[str], None] = _notice) -> Ar
     tried: list[tuple[ArchitectureAdapter, list[str]]] = []
     for candidate in ADAPTER_LIST:
         problems = candidate.problems(model)
-        if not problems and not logits_match(model, candidate):
-            problems = [
-                "its logits are not the LM head of the final hidden state (a transform "
-                "after the head, such as scaling or soft-capping, that no adapter applies)"
-            ]
+        if not problems:
+            problems = _logits_problems(model, candidate)
         if not problems:
             notice(
-                f"model type {model_type!r} is not among the verified ones (nodeprune "
-                f"models); its modules follow the {candidate.family} pattern "
-                f"({candidate.pattern()}), so the {candidate.family} adapter gates it"
+                f"model type {model_type!r} is not among the verified ones (`nodeprune "
+                f"models`); its modules follow the {candidate.family} pattern "
+                f"({candidate.pattern(model)}), so the {candidate.family} adapter gates it"
             )
             return candidate
         tried.append((candidate, problems))
@@ -54,17 +51,18 @@ def get_adapter(model: nn.Module, notice: Callable[[str], None] = _notice) -> Ar
 def _unsupported(
     model: nn.Module, model_type: object, tried: list[tuple[ArchitectureAdapter, list[str]]]
 ) -> str:
-    """Name what is missing for the patterns whose blocks the model has."""
-    near = []
-    for adapter, problems in tried:
-        try:
-            adapter.layers(model)
-        except (AttributeError, TypeError):
-            continue
-        if adapter.family not in {a.family for a, _ in near}:
-            near.append((adapter, problems))
-    if near:
-        why = "; ".join(f"{a.family} pattern: {', '.join(p)}" for a, p in near)
+    """Name what is missing for the patterns that came closest: those whose modules all
+    exist (only the logits differ), else those whose blocks exist."""
+    closest = [(a, p) for a, p in tried if p == [_LOGITS]]
+    if not closest:
+        depth = {a.family: _depth(model, a) for a, _ in tried}
+        deepest = max(depth.values())
+        closest = [(a, p) for a, p in tried if deepest and depth[a.family] == deepest]
+    reasons: dict[str, list[str]] = {}
+    for adapter, problems in closest:
+        reasons.setdefault("; ".join(problems), []).append(adapter.family)
+    if reasons:
+        why = "; ".join(f"{' and '.join(f)} pattern: {r}" for r, f in reasons.items())
     else:
         paths = sorted({a.layers_path for a, _ in tried})
         why = f"its blocks are at none of the known paths ({', '.join(paths)})"
@@ -74,8 +72,31 @@ def _unsupported(
     )
 
 
+def _depth(model: nn.Module, adapter: ArchitectureAdapter) -> int:
+    """How many of a pattern's modules (blocks, attention output, MLP down projection)
+    the model's first block has."""
+    try:
+        layer = adapter.layers(model)[0]
+    except (AttributeError, TypeError, IndexError):
+        return 0
+    found = 1
+    for find in (adapter.attn_out_proj, adapter.mlp_down_proj):
+        try:
+            find(layer)
+            found += 1
+        except AttributeError:
+            pass
+    return found
+
+
+_LOGITS = (
+    "its logits are not the LM head of the final hidden state (a transform after the "
+    "head, such as a scale, that no adapter applies)"
+)
+
+
 @torch.no_grad()
-def logits_match(model: nn.Module, adapter: ArchitectureAdapter) -> bool:
+def _logits_problems(model: nn.Module, adapter: ArchitectureAdapter) -> list[str]:
     """Whether ``adapter``'s LM head on the body's last hidden state gives the model's
     own logits, on a four-token probe (one forward pass each way)."""
     weight = adapter.embedding(model).weight
@@ -83,12 +104,22 @@ def logits_match(model: nn.Module, adapter: ArchitectureAdapter) -> bool:
     training = model.training
     model.eval()
     try:
-        full = model(input_ids=ids).logits[0].float()
-        hidden = adapter.base_model(model)(input_ids=ids).last_hidden_state[0]
-        ours = adapter.lm_head(model)(hidden).float().to(full.device)
-    except (AttributeError, TypeError, RuntimeError):
-        return False
+        try:
+            full = model(input_ids=ids).logits[0].float()
+        except Exception as exc:  # the model's own code: say so rather than guess
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise NodepruneError(
+                f"the model's own forward pass failed on a 4-token probe ({first}); check "
+                "its config"
+            ) from exc
+        try:
+            hidden = adapter.base_model(model)(input_ids=ids).last_hidden_state[0]
+            ours = adapter.lm_head(model)(hidden).float().to(full.device)
+        except (AttributeError, TypeError, RuntimeError) as exc:
+            return [f"its body or LM head cannot be called as {adapter.family}'s ({exc})"]
     finally:
         model.train(training)
     tolerance = 1e-4 * max(1.0, float(full.abs().max()))
-    return ours.shape == full.shape and float((ours - full).abs().max()) <= tolerance
+    if ours.shape != full.shape or float((ours - full).abs().max()) > tolerance:
+        return [_LOGITS]
+    return []

@@ -36,6 +36,7 @@ class SoftCappedHead(nn.Module):
 class GemmaAdapter(LlamaAdapter):
     family = "gemma"
     model_types = ("gemma", "gemma2", "gemma3_text")
+    mlp_paths = ("post_feedforward_layernorm", "mlp")  # Gemma 1 has no post-norms
     notes = (
         "scaled embeddings, head_dim != hidden/heads, post-norms, sliding-window layers, "
         "logit soft-capping"
