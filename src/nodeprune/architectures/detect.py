@@ -52,7 +52,7 @@ def _unsupported(
     model: nn.Module, model_type: object, tried: list[tuple[ArchitectureAdapter, list[str]]]
 ) -> str:
     """Name what is missing for the patterns that came closest: those whose modules all
-    exist (only the logits differ), else those whose blocks exist."""
+    exist (only the logits differ), else those that found the most of their modules."""
     closest = [(a, p) for a, p in tried if p == [_LOGITS]]
     if not closest:
         depth = {a.family: _depth(model, a) for a, _ in tried}
