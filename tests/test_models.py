@@ -31,7 +31,7 @@ def test_unsupported_architecture_is_named(tokenizer):
 
 def test_registry_covers_the_families():
     assert {"gpt2", "gpt_neox", "llama", "qwen2", "mistral"} <= set(supported_model_types())
-    assert {a.family for a in ADAPTERS.values()} == {"gpt2", "gpt_neox", "llama"}
+    assert {"gpt2", "gpt_neox", "llama"} <= {a.family for a in ADAPTERS.values()}
 
 
 def test_missing_smollm2_wheel_prints_install_command(monkeypatch):

@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     p.set_defaults(func=cmd_tasks)
+    from .architectures.command import add_models_parser
+
+    add_models_parser(sub)  # models
 
     from .sweeps.command import add_sweep_parser
 

@@ -194,7 +194,9 @@ class GatedModel:
         state = self._state_now
         if state.mode == "record":
             if key[0] in self._record_sites:
-                self._record[key] = x.detach()
+                # A copy: some blocks add to a site's tensor in place afterwards
+                # (Falcon: ``mlp_output += attention_output``).
+                self._record[key] = x.detach().clone()
             return None
         if state.mode != "gate":
             return None
