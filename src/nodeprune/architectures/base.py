@@ -101,6 +101,9 @@ class ArchitectureAdapter:
     mlp_paths: tuple[str, ...] = ("mlp",)
     #: What the family's blocks do that the adapter handles, for ``nodeprune models``.
     notes: str = ""
+    #: Sites whose tensor the block changes in place after the hook has seen it, so a
+    #: recording must copy it (every other site is recorded by reference, for free).
+    sites_modified_in_place: tuple[str, ...] = ()
 
     # -- module lookup ------------------------------------------------------------
     def layers(self, model: nn.Module) -> list[nn.Module]:

@@ -12,6 +12,9 @@ class FalconAdapter(ArchitectureAdapter):
     attn_out_path = "self_attention.dense"
     mlp_down_path = "mlp.dense_4h_to_h"
     notes = "parallel attention and MLP, fused QKV, multi-query or new decoder architecture"
+    #: FalconDecoderLayer adds the attention output to the MLP output in place
+    #: (``mlp_output += attention_output``).
+    sites_modified_in_place = ("mlp_out",)
 
     def n_kv_heads(self, config: object, n_heads: int) -> int:
         # As FalconAttention decides: one shared KV head for the old multi-query
