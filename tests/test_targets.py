@@ -125,3 +125,13 @@ def test_a_resumed_target_run_equals_an_uninterrupted_one(trained, tmp_path):
     assert json.dumps(circuit.comparable_json(), sort_keys=True) == json.dumps(
         ref_circuit.comparable_json(), sort_keys=True
     )
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "granular_adam"])
+def test_all_eight_granularities_train_without_collapse(trained, optimizer):
+    # Plain lam training with every granularity on: the circuit keeps its layers and most
+    # of the behaviour (on SmolLM2 the same setting with AdamW collapsed; optim.py).
+    _, circuit = _run(trained, granularities=["all"], optimizer=optimizer)
+    assert circuit.enabled == list(circuit.granularities())
+    assert circuit.kept("layer") >= 1 and not circuit.is_empty()
+    assert circuit.metrics["normalized_faithfulness"] > 0.7
