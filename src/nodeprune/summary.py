@@ -93,4 +93,33 @@ def circuit_summary(circuit: Circuit) -> str:
     warning = status_warning(circuit)
     warn = f"\nWARNING: {warning}." if warning else ""
     metrics = metrics_table(circuit.metrics, task_metric_label(circuit.task))
-    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics}{warn}"
+    target = target_line(circuit)
+    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics}{target}{warn}"
+
+
+#: How far the test faithfulness may fall from a faithfulness target before the summary
+#: says so (the validation prompts the target was met on are a different sample).
+TARGET_TOLERANCE = 0.05
+
+
+def target_line(circuit: Circuit) -> str:
+    """What a target-mode run asked for, what validation gave and how the test compares."""
+    target = circuit.extra.get("target")
+    if not target:
+        return ""
+    from .targets import Target
+
+    line = (
+        f"\n\ntarget: {Target(target['kind'], target['value']).describe()}; met on "
+        f"the validation prompts ({target['validation']:.4f}) at log-alpha threshold "
+        f"{target['threshold']:.3f}"
+    )
+    if target["kind"] == "faithfulness":
+        test = circuit.metrics.get("normalized_faithfulness", float("nan"))
+        if not abs(test - target["value"]) <= TARGET_TOLERANCE:
+            line += (
+                f"\nWARNING: the test faithfulness {test:.4f} is more than "
+                f"{TARGET_TOLERANCE} from the target: more validation prompts (--n-val) make "
+                "the target hold better on held-out prompts"
+            )
+    return line
