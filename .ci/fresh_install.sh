@@ -29,9 +29,10 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 "$bin/python" "$root/.ci/make_tiny_model.py" "$work/tiny"
 "$bin/nodeprune" discover --model "$work/tiny" --task ioi --steps 2 --n-train 8 --n-val 0 \
   --n-test 8 --batch-size 4 --eval-batch-size 8 --no-filter --quiet --allow-empty \
-  --out "$work/run" 2>"$work/discover.err" || { cat "$work/discover.err"; exit 1; }
+  --out "$work/run" >"$work/discover.log" 2>&1 || { cat "$work/discover.log"; exit 1; }
 test -s "$work/run/circuit.json"
-"$bin/nodeprune" evaluate "$work/run/circuit.json" --json >/dev/null
+"$bin/nodeprune" evaluate "$work/run/circuit.json" --json >"$work/evaluate.log" 2>&1 \
+  || { cat "$work/evaluate.log"; exit 1; }
 
 # Without the plots extra, `report` is one line naming it (exit 2), not a traceback.
 status=0

@@ -42,7 +42,11 @@ def main(folder: str) -> None:
     bpe.train_from_iterator(corpus(), trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=512, n_layer=2, n_head=4, n_embd=32, n_positions=64)
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=512, n_layer=2, n_head=4, n_embd=32, n_positions=64,
+        bos_token_id=eos, eos_token_id=eos,
+    )  # fmt: skip
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 

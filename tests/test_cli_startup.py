@@ -105,7 +105,7 @@ def test_gguf_without_its_packages_names_the_extra(tmp_path, monkeypatch, missin
     from nodeprune.models import load_model
 
     path = tmp_path / "m.gguf"
-    path.write_bytes(b"GGUF" + bytes(60))
+    path.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + bytes(56))  # a v3 header
     monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(NodepruneError, match=rf"needs {missing}.*nodeprune\[gguf\]"):
         load_model(str(path))

@@ -183,7 +183,7 @@ CASES: list[tuple[str, Callable[[World], list[str]], str]] = [
                 w, "v99.gguf", lambda d: _set_bytes(d, 4, (99).to_bytes(4, "little"))
             )
         ),
-        "GGUF v99",
+        "format version 99",
     ),
     (
         "gguf-broken-header",

@@ -132,19 +132,31 @@ def _check_config(path: Path) -> None:
             )
 
 
+#: GGUF format versions the gguf package reads (its header: magic, then a uint32 version).
+GGUF_VERSIONS = (2, 3)
+
+
 def check_gguf_file(path: Path) -> None:
     """A one-line error unless ``path`` is a non-empty file that starts like a GGUF."""
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise NodepruneError(f"GGUF file {path} {what}")
     with path.open("rb") as f:
-        magic = f.read(4)
+        head = f.read(8)
+    magic = head[:4]
     if not magic:
         raise NodepruneError(f"GGUF file {path} is empty")
     if magic != b"GGUF":
         raise NodepruneError(
             f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); "
             "give a .gguf model file"
+        )
+    version = int.from_bytes(head[4:8], "little") if len(head) >= 8 else None
+    if version not in GGUF_VERSIONS:
+        shown = "cut off before it" if version is None else str(version)
+        raise NodepruneError(
+            f"GGUF file {path}: format version {shown}; the gguf reader handles versions "
+            f"{' and '.join(map(str, GGUF_VERSIONS))} (is the file damaged?)"
         )
 
 
