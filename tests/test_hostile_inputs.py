@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import save_tiny_model
 from test_fuzz_models import write_tiny_gguf
+from test_validation import valid_circuit_json
 
 from nodeprune.cli import main
 
@@ -91,6 +92,23 @@ def _set_bytes(data: bytes, pos: int, new: bytes) -> bytes:
 
 def _discover_model(make: Callable[[World], Path | str]) -> Callable[[World], list[str]]:
     return lambda w: ["discover", "--model", str(make(w)), *TINY]
+
+
+def _evaluate(*flags: str, circuit: Callable[[World], str] | None = None):
+    """``nodeprune evaluate`` of a valid circuit file for the tiny GPT-2 (or of the text
+    ``circuit`` makes)."""
+
+    def argv(w: World) -> list[str]:
+        path = w.root / f"circuit{abs(hash(flags))}.json"
+        if circuit is not None:
+            path.write_text(circuit(w))
+        else:
+            data = valid_circuit_json()
+            data["model"] = str(w.gpt2)
+            path.write_text(json.dumps(data))
+        return ["evaluate", str(path), *flags]
+
+    return argv
 
 
 def _discover_tiny(*flags: str) -> Callable[[World], list[str]]:
@@ -226,6 +244,14 @@ CASES: list[tuple[str, Callable[[World], list[str]], str]] = [
     ("device-map-meta", _discover_tiny("--device-map", '{"": "meta"}'), "not a device"),
     ("device-map-list", _discover_tiny("--device-map", "[0, 1]"), "neither a placement"),
     ("device-map-bad-json", _discover_tiny("--device-map", '{"": '), "not valid JSON"),
+    ("evaluate-device-meta", _evaluate("--device", "meta"), "holds no data"),
+    ("evaluate-n-huge", _evaluate("--n", "1000000000000"), r"--n: must be in \[1, "),
+    ("evaluate-seed-negative", _evaluate("--seed", "-1"), r"--seed: must be in \[0, "),
+    (
+        "evaluate-circuit-huge-int",
+        _evaluate(circuit=lambda w: '{"format_version": ' + "1" * 5000 + "}"),
+        "not a circuit JSON file",
+    ),
     # -- 9. configs
     ("toml-nested-arrays", _toml("a = " + "[" * 5000 + "]" * 5000), "nested too deeply"),
     ("toml-nested-tables", _toml("a = " + "{b = " * 3000 + "1" + "}" * 3000), "nested too deeply"),
@@ -300,7 +326,9 @@ CASES: list[tuple[str, Callable[[World], list[str]], str]] = [
 def test_hostile_input_is_one_clean_line(world, make_argv, pattern, capsys, tmp_path):
     import re
 
-    argv = [*make_argv(world), "--out", str(tmp_path / "run")]
+    argv = make_argv(world)
+    if argv[0] in ("discover", "sweep"):
+        argv += ["--out", str(tmp_path / "run")]
     try:
         try:
             status = main(argv)

@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import DiscoveryConfig, load_toml
+from .config import MAX_EXAMPLES, DiscoveryConfig, load_toml
 from .errors import NodepruneError
 from .granularity import GRANULARITIES
 from .sweeps.large_models import add_large_model_flags
@@ -224,12 +224,30 @@ def _add_discover(sub: Any) -> None:
     p.set_defaults(func=cmd_discover)
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (the same bounds as DiscoveryConfig's
+    sizes and seed), so that `--n 10**12` is an argument error, not hours of prompts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    return parse
+
+
 def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
     p.add_argument("circuit", help="path to circuit.json")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--seed", type=int, help="draw fresh test prompts with this seed")
-    p.add_argument("--n", type=int, help="number of test prompts to draw")
+    p.add_argument(
+        "--seed", type=bounded_int(0, 2**63 - 1), help="draw fresh test prompts with this seed"
+    )
+    p.add_argument("--n", type=bounded_int(1, MAX_EXAMPLES), help="number of test prompts to draw")
     p.add_argument("--device", help="override the device")
     p.set_defaults(func=cmd_evaluate)
 
