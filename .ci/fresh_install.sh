@@ -25,7 +25,9 @@ echo "fresh-install: installed in $((SECONDS - start)) s: $("$bin/python" -m pip
 
 cd "$work"  # away from the source tree: what runs is the installed package
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-"$bin/nodeprune" --help >/dev/null
+TIMEFORMAT=%R
+help_s="$( { time "$bin/nodeprune" --help >/dev/null; } 2>&1 )"
+echo "fresh-install: nodeprune --help answered in $help_s s"
 "$bin/python" "$root/.ci/make_tiny_model.py" "$work/tiny"
 "$bin/nodeprune" discover --model "$work/tiny" --task ioi --steps 2 --n-train 8 --n-val 0 \
   --n-test 8 --batch-size 4 --eval-batch-size 8 --no-filter --quiet --allow-empty \
