@@ -18,8 +18,9 @@ mkdir "$work/src"
 
 "$PYTHON" -m venv "$work/venv"
 bin="$work/venv/bin"
-"$bin/python" -m pip install -q torch==2.13.0
-"$bin/python" -m pip install -q "$work/src"
+# --no-compile: no .pyc for all of torch and transformers up front (imports compile theirs)
+"$bin/python" -m pip install -q --no-compile torch==2.13.0
+"$bin/python" -m pip install -q --no-compile "$work/src"
 echo "fresh-install: installed in $((SECONDS - start)) s: $("$bin/python" -m pip list 2>/dev/null \
   | grep -iE '^(torch|transformers|tokenizers|numpy) ' | tr -s ' ' | paste -sd, -)"
 
