@@ -362,3 +362,31 @@ def test_hostile_counts_are_reported():
         pytest.skip("only some cases ran: run the whole file for the counts")
     print(f"hostile inputs: {total} tried, {dict(counts)}")
     assert counts["clean error"] == total
+
+
+def test_wrap_model_caps_the_tokenizer_at_the_models_positions(tokenizer):
+    import copy
+
+    from conftest import MODEL_CLASSES, tiny_config
+
+    from nodeprune.models import wrap_model
+
+    fresh = copy.deepcopy(tokenizer)
+    fresh.model_max_length = int(1e30)  # Hugging Face's "unknown"
+    loaded = wrap_model(MODEL_CLASSES["gpt2"](tiny_config("gpt2")), fresh, "tiny")
+    assert loaded.tokenizer.model_max_length == tiny_config("gpt2").n_positions
+
+
+def test_built_in_task_prompts_longer_than_the_model_are_refused(tokenizer):
+    import copy
+    import random
+
+    from nodeprune.data import encode_examples
+    from nodeprune.errors import NodepruneError
+    from nodeprune.tasks.ioi import IOITask
+
+    short = copy.deepcopy(tokenizer)
+    short.model_max_length = 8  # fewer positions than any IOI prompt has tokens
+    examples = IOITask().generate(2, random.Random(0), short)
+    with pytest.raises(NodepruneError, match=r"example 0 .* more than the 8 this model takes"):
+        encode_examples(examples, short)

@@ -35,18 +35,17 @@ RUN_DEFAULTS: dict[str, Any] = {
     "gradient_checkpointing": False,
 }
 AXIS_TYPES: dict[str, type] = {"model": str, "task": str, "lam": float, "seed": int}
-#: What each [run] value must be: (accepted types, how the error says it). None is
-#: allowed where the default is None.
+#: What each [run] value must be: (accepted types, how the error says it); numbers >= 0.
 _NUMBER = (int, float)
 RUN_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "out": ((str,), "a folder path (a string)"),
     "backend": ((str,), f"one of {', '.join(BACKENDS)}"),
     "ray_address": ((str,), "a Ray address (a string)"),
-    "ray_num_cpus": ((int,), "a whole number of CPUs"),
-    "trial_cpus": (_NUMBER, "a number of CPUs"),
-    "trial_gpus": (_NUMBER, "a number of GPUs"),
-    "trial_memory_gb": (_NUMBER, "a number of GB"),
-    "max_workers": ((int,), "a whole number of workers"),
+    "ray_num_cpus": ((int,), "a whole number of CPUs (>= 0)"),
+    "trial_cpus": (_NUMBER, "a number of CPUs (>= 0)"),
+    "trial_gpus": (_NUMBER, "a number of GPUs (>= 0)"),
+    "trial_memory_gb": (_NUMBER, "a number of GB (>= 0)"),
+    "max_workers": ((int,), "a whole number of workers (>= 0)"),
     "device_map": ((str, dict), "a device-map strategy (auto, ...) or a table"),
     "gradient_checkpointing": ((bool,), "true or false"),
 }
