@@ -56,7 +56,7 @@ def test_local_folder_round_trip(family_model, tmp_path):
 
 
 def test_bad_model_name_is_explained(tmp_path):
-    with pytest.raises(NodepruneError, match="cannot load model"):
+    with pytest.raises(NodepruneError, match="no such model folder"):
         load_model(str(tmp_path / "nope"))
     with pytest.raises(NodepruneError, match="does not exist"):
         load_model(str(tmp_path / "nope.gguf"))

@@ -29,9 +29,6 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-#: ``--optimizer`` values.
-OPTIMIZERS = ("adamw", "granular_adam")
-
 
 class GranularAdam(torch.optim.Optimizer):
     """Adam with one second-moment estimate per group of entries (``groups``: slices

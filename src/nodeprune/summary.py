@@ -107,7 +107,7 @@ def target_line(circuit: Circuit) -> str:
     target = circuit.extra.get("target")
     if not target:
         return ""
-    from .targets import Target
+    from .target_spec import Target
 
     line = (
         f"\n\ntarget: {Target(target['kind'], target['value']).describe()}; met on "

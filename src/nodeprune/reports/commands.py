@@ -10,6 +10,9 @@ from typing import Any
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("matplotlib", "nodeprune report (its figures)")
     from .build import build_report
 
     path = build_report(args.run_dir, args.runs)
@@ -85,8 +88,13 @@ def cmd_stability(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from ..export import EXPORT_FORMATS
+    """``report``, ``export`` and ``stability``."""
+    add_report_parser(sub)
+    add_export_parser(sub)
+    add_stability_parser(sub)
 
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html and figures")
     p.add_argument("run_dir", help="run folder holding circuit.json (compare.json, curves.json)")
     p.add_argument(
@@ -95,6 +103,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="more run folders of the same task (other seeds): adds a stability section",
     )
     p.set_defaults(func=cmd_report)
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    from ..export import EXPORT_FORMATS  # imports torch: only for `nodeprune export ...`
 
     p = sub.add_parser("export", help="export a circuit for EAP-IG / MIB or TransformerLens")
     p.add_argument("circuit", help="circuit.json or its run folder")
@@ -118,6 +130,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mib-model", help="mib: MIB's model name (default: from the model, e.g. gpt2)")
     p.set_defaults(func=cmd_export)
 
+
+def add_stability_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stability", help="keep frequency and Jaccard overlap across runs")
     p.add_argument("runs", nargs="+", help="two or more run folders (or circuit.json files)")
     p.add_argument("--out", help="write the result as JSON (e.g. RUN_DIR/stability.json)")
