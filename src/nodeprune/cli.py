@@ -264,9 +264,12 @@ def _add_evaluate(sub: Any) -> None:
 def _add_tasks(sub: Any) -> None:
     p = sub.add_parser("tasks", help=COMMANDS["tasks"])
     p.set_defaults(func=cmd_tasks)
-    from .architectures.command import add_models_parser
 
-    add_models_parser(sub)  # models
+
+def _add_models(sub: Any) -> None:
+    from .architectures.command import add_models_parser  # imports torch (the adapters)
+
+    add_models_parser(sub)
 
 
 def _add_sweep(sub: Any) -> None:
@@ -310,6 +313,7 @@ COMMANDS: dict[str, str] = {
     "report": "write RUN_DIR/report.html and figures",
     "export": "export a circuit for EAP-IG / MIB or TransformerLens",
     "stability": "keep frequency and Jaccard overlap across runs",
+    "models": "list the verified model families",
 }
 BUILDERS: dict[str, Callable[[Any], None]] = {
     "discover": _add_discover,
@@ -320,6 +324,7 @@ BUILDERS: dict[str, Callable[[Any], None]] = {
     "report": _add_report,
     "export": _add_export,
     "stability": _add_stability,
+    "models": _add_models,
 }
 
 
