@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench bench-peer
+.PHONY: demo test lint venv clean bench bench-peer fresh-install
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# A user's install without this Makefile: fresh venv, `pip install .`, help and a tiny run.
+fresh-install:
+	PYTHON=$(PYTHON) bash .ci/fresh_install.sh
 
 # Cost against the floor and the edge-level peer (its own venv, .venv-peer).
 bench-peer:

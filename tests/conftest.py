@@ -112,7 +112,7 @@ def llama_model(tokenizer) -> LoadedModel:
 
 def tiny_discovery_config(**overrides) -> DiscoveryConfig:
     """A discovery config sized for the tiny models: seconds, not minutes."""
-    base = dict(model="tiny", n_val=0, filter=False, batch_size=8, eval_batch_size=16)
+    base = dict(model="tiny", n_val=0, n_test=24, filter=False, batch_size=8, eval_batch_size=16)
     return DiscoveryConfig(**{**base, **overrides})
 
 

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 from conftest import tiny_discovery_config, tiny_model
+from reports.tiny_ioi import trained_ioi_gpt2
 
 from nodeprune import DiscoveryConfig
 from nodeprune.baselines.attribution import ATTRIBUTION_GRANULARITIES
@@ -20,12 +21,13 @@ from nodeprune.granularity import GRANULARITIES
 
 
 def _config(**kw) -> DiscoveryConfig:
-    return tiny_discovery_config(**{"steps": 12, "n_train": 16, "n_test": 8, "lr": 0.3, **kw})
+    return tiny_discovery_config(**{"steps": 12, "n_train": 32, "n_test": 32, "lr": 0.3, **kw})
 
 
 @pytest.fixture(scope="module")
 def result(tokenizer):
-    loaded = tiny_model("llama", tokenizer)
+    # Trained on IOI, so that faithfulness is defined and every method has one to match.
+    loaded = trained_ioi_gpt2(tokenizer)
     options = CompareOptions(
         random_draws=3, curve_lams=[0.5], curve_scales=[0.5], search_steps=3, progress=False
     )
@@ -168,3 +170,26 @@ def test_cli_writes_the_files_and_refuses_to_overwrite(tokenizer, tmp_path, monk
     assert "| method |" in capsys.readouterr().out
     assert main(args) == 2  # exists, no --overwrite
     assert main([*args[:-2], "--methods", "bogus"]) == 2
+
+
+def test_methods_compared_at_one_faithfulness_target(tokenizer):
+    loaded = trained_ioi_gpt2(tokenizer)
+    cfg = _config(n_val=64, steps=30, target_faithfulness=0.8, target_every=5)
+    options = CompareOptions(curve_targets=[0.6], progress=False)
+    comparison = Comparison(loaded, cfg, options)
+    try:
+        result = comparison.run(methods=["multi-granular", "coarse"])
+    finally:
+        comparison.close()
+    for name in ("multi-granular", "coarse"):
+        target = result.circuits[name].extra["target"]
+        assert target["kind"] == "faithfulness" and target["value"] == 0.8
+        assert target["validation"] >= 0.8
+        points = result.curves[name]
+        assert [p.get("target_faithfulness") for p in points] == [None, 0.6]
+    claim = result.claim
+    assert isinstance(claim["faithfulness_matched"], bool) and isinstance(claim["shown"], bool)
+    gap = abs(claim["normalized_faithfulness"]["multi-granular"]
+              - claim["normalized_faithfulness"]["coarse"])  # fmt: skip
+    assert claim["faithfulness_matched"] == (gap <= 0.03)
+    assert ("SHOWN" in result.claim_text()) == claim["shown"]

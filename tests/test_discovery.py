@@ -3,6 +3,9 @@ and its saved metrics are the ones a fresh evaluation recomputes."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import torch
 from conftest import tiny_discovery_config
 
@@ -33,7 +36,9 @@ def test_circuit_is_consistent_and_evaluation_reproduces(llama_model, tmp_path):
     loaded = Circuit.load(path)
     metrics = evaluate_circuit(llama_model, loaded)
     for key, value in circuit.metrics.items():
-        assert abs(metrics[key] - value) < 1e-5, key
+        # A random model's faithfulness is undefined (nan): then it must be so again.
+        same = math.isnan(value) and math.isnan(metrics[key])
+        assert same or abs(metrics[key] - value) < 1e-5, key
 
 
 def test_same_seed_same_circuit(llama_model):
@@ -81,4 +86,6 @@ def test_bf16_autocast_trains_like_fp32(llama_model):
     circuit = d.run(progress=False)
     losses = [h.loss for h in d.history]
     assert sum(losses[-5:]) < sum(losses[:5])
-    assert circuit.metrics == evaluate_circuit(llama_model, circuit)
+    again = evaluate_circuit(llama_model, circuit)
+    # nan (an undefined faithfulness on a random model) must be nan again.
+    assert json.dumps(circuit.metrics, sort_keys=True) == json.dumps(again, sort_keys=True)

@@ -6,7 +6,12 @@ import math
 
 import torch
 
-from nodeprune.evaluation import faithfulness_interval, normalized_faithfulness
+from nodeprune.evaluation import (
+    estimate_faithfulness,
+    faithfulness_interval,
+    normalized_faithfulness,
+)
+from nodeprune.summary import metrics_table
 
 
 def _prompts(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,3 +46,38 @@ def test_interval_is_nan_when_it_cannot_be_estimated():
     assert all(math.isnan(v) for v in faithfulness_interval(*one))
     flat = torch.ones(10), torch.zeros(10), torch.zeros(10)  # full == ablated everywhere
     assert all(math.isnan(v) for v in faithfulness_interval(*flat))
+
+
+def test_point_estimate_lies_in_its_interval_whenever_defined():
+    # Many prompt sets with small effects: whenever the estimate is defined, the
+    # interval comes from the same estimator and holds it.
+    for seed in range(40):
+        g = torch.Generator().manual_seed(seed)
+        full = 0.3 + torch.randn(48, generator=g)
+        abl = torch.randn(48, generator=g)
+        ld = 0.5 * full + torch.randn(48, generator=g)
+        est = estimate_faithfulness(ld, full, abl)
+        if est.defined:
+            assert est.low <= est.value <= est.high
+        else:
+            assert all(math.isnan(v) for v in (est.value, est.low, est.high))
+
+
+def test_near_zero_denominator_is_flagged_not_printed():
+    # Full and ablated metric differ by noise only (a random model): the ratio can
+    # be anything, so it is undefined rather than a large number.
+    g = torch.Generator().manual_seed(3)
+    full, abl = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    ld = torch.randn(64, generator=g) + 2.0
+    est = estimate_faithfulness(ld, full, abl)
+    assert not est.defined and math.isnan(est.value)
+    assert abs(est.denominator) > 0  # a number exists, it just means nothing
+    text = metrics_table({**est.metrics(), "n": 64})
+    assert "undefined" in text and "nan" not in text.lower()
+
+
+def test_clear_effect_is_defined():
+    ld, full, abl = _prompts(64)
+    est = estimate_faithfulness(ld, full, abl)
+    assert est.defined and est.low < est.value < est.high
+    assert "undefined" not in metrics_table(est.metrics())

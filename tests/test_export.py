@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from eap_reader import read_eap_graph
 
 from nodeprune.architectures.base import ModelDims
 from nodeprune.circuit import Circuit, full_masks, make_consistent
@@ -83,8 +84,53 @@ def test_scores_follow_log_alpha_and_ancestors():
 def test_neuron_masks_are_per_residual_dimension():
     g = eap_graph(_circuit(), neurons=True)
     assert g["nodes"]["m0"]["neurons"] == [True, True, True, False]
-    assert g["nodes"]["a0.h0"]["neurons"] == [True] * 4
+    # A head carries its layer's [n_heads][d_model] block, the layout EAP-IG reads.
+    assert g["nodes"]["a0.h0"]["neurons"] == [[True] * 4, [False] * 4]
+    assert g["nodes"]["a0.h1"]["neurons"] == g["nodes"]["a0.h0"]["neurons"]
     assert "neurons" not in g["nodes"]["logits"]
+
+
+def test_eap_ig_reads_the_neurons_of_every_kept_head():
+    # a0.h1, the last head of layer 0, is pruned: with a flat list per head, EAP-IG's
+    # reader would broadcast its all-false list over the layer and ablate a0.h0.
+    read = read_eap_graph(eap_graph(_circuit(), neurons=True))
+    assert read.kept("a0.h0") and read.neurons("a0.h0").all()
+    assert not read.kept("a0.h1") and not read.neurons("a0.h1").any()
+    assert read.kept("a1.h0") and read.kept("a1.h1") and read.kept("input")
+    assert read.neurons("m0").tolist() == [True, True, True, False]
+    assert not read.kept("m1")
+
+
+def _blocks_only(tmp_path) -> Circuit:
+    """Blocks gated, heads not: attention block 1 and MLP 0 pruned, saved and loaded
+    (on disk the head masks are absent, so they load as all kept)."""
+    enabled = ["attention_block", "mlp_block"]
+    masks = full_masks(DIMS)
+    masks["attention_block"][1] = False
+    masks["mlp_block"][0] = False
+    c = Circuit("tiny-gpt2", "ioi", "corrupted", 0, DIMS, make_consistent(masks, enabled), enabled)
+    return Circuit.load(c.save(tmp_path / "circuit.json"))
+
+
+def test_exports_prune_the_heads_of_a_pruned_block(tmp_path):
+    loaded = _blocks_only(tmp_path)
+    assert bool(loaded.masks["attention_head"].all())  # the raw masks, as loaded
+    nodes = eap_graph(loaded)["nodes"]
+    assert [nodes[f"a1.h{h}"]["in_graph"] for h in range(2)] == [False, False]
+    assert [nodes[f"a0.h{h}"]["in_graph"] for h in range(2)] == [True, True]
+    assert not nodes["m0"]["in_graph"] and nodes["m1"]["in_graph"]
+    assert nodes["a1.h0"]["score"] == 0.0
+    hooked = {e["node"] for e in tl_hooks(loaded)["nodes"]}
+    assert hooked == {"input", "a0.h0", "a0.h1", "m1"}
+
+
+def test_a_loaded_circuit_counts_what_it_keeps(tmp_path):
+    loaded = _blocks_only(tmp_path)
+    assert loaded.kept("attention_head") == 2 and loaded.per_layer("attention_head") == [2, 0]
+    assert loaded.kept("mlp_neuron") == DIMS.d_mlp
+    assert loaded.granularities()["attention_neuron"]["kept"] == 2 * DIMS.head_dim
+    eff = loaded.effective_masks()
+    assert not bool(eff["attention_head"][1].any()) and bool(eff["attention_head"][0].all())
 
 
 def test_tl_hooks_list_kept_nodes_with_indices():

@@ -1,6 +1,8 @@
 """Loaders under random input: whatever the bytes, the only failure allowed is a one-line
 NodepruneError. Property-based tests (hypothesis) on the config and circuit loaders, and
-fuzz loops of random and mutated bytes on the circuit-file and task-file parsers.
+fuzz loops of random and mutated bytes on the circuit-file and task-file parsers (among the
+values swapped in: an integer of 5000 digits, nesting 5000 deep). Model folders and GGUF
+files: test_fuzz_models.py.
 
 ``NODEPRUNE_FUZZ_N`` sets the inputs per fuzz loop (default 150) and
 ``NODEPRUNE_HYPOTHESIS_N`` the examples per property (default 100); run with ``-s`` to see
@@ -172,7 +174,8 @@ def test_arbitrary_json_is_not_a_circuit(value):
 
 # -- byte-level fuzz loops -------------------------------------------------------------
 INTERESTING = [b"null", b"-1", b"0", b"1e999", b'"x"', b"[]", b"{}", b"true", b"NaN",
-               b"99999999999999999999", b"\xff", b"\x00", b"[[[[", b'"\\ud800"']  # fmt: skip
+               b"99999999999999999999", b"\xff", b"\x00", b"[[[[", b'"\\ud800"',
+               b"7" * 5000, b"[" * 5000]  # fmt: skip
 
 
 SCALAR = re.compile(rb'-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null|"[^"\\]*"')

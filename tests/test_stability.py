@@ -68,3 +68,21 @@ def test_cli_prints_and_saves(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "attention_head" in printed and "0.556" in printed
     assert json.loads(out.read_text())["n_runs"] == 3
+
+
+def test_faithfulness_spread_and_goals_are_shown():
+    runs = [_run(c.seed, c.masks["attention_head"].int().tolist(),
+                 c.masks["mlp_neuron"].int().tolist()) for c in RUNS]  # fmt: skip
+    for c, f in zip(runs, (0.80, 0.84, 0.82), strict=True):
+        c.metrics = {"normalized_faithfulness": f}
+    out = stability(runs)
+    assert out["faithfulness"]["mean"] == pytest.approx(0.82)
+    assert out["faithfulness"]["sd"] == pytest.approx(0.02)
+    goals = out["goals"]
+    assert goals["faithfulness_sd"]["met"] is True
+    assert goals["attention_head_jaccard"]["value"] == pytest.approx(5 / 9)
+    assert goals["attention_head_jaccard"]["met"] is False
+    from nodeprune.stability import stability_table
+
+    text = stability_table(out)
+    assert "sd 0.020" in text and "attention_head_jaccard 0.556 (>= 0.7: NOT met)" in text

@@ -72,26 +72,35 @@ class Circuit:
     #: the only part of the file that differs between two runs with the same seed.
     timings: dict[str, float] = field(default_factory=dict)
 
+    # -- the masks as the circuit acts ---------------------------------------------
+    def effective_masks(self) -> dict[str, Tensor]:
+        """Every granularity's mask as the gated forward pass applies it: a node is kept
+        only when it and all its ancestors are, so a disabled granularity (all true in
+        ``masks`` and on disk) loses the heads of a pruned attention block or layer,
+        and a gated parent none of whose children is kept is pruned
+        (:func:`make_consistent`). ``masks`` is what was found or loaded; everything
+        that reads a circuit (exports, reports, summaries, stability) reads these.
+        Fresh tensors on every call."""
+        return make_consistent(self.masks, self.enabled)
+
     # -- summaries ---------------------------------------------------------------
     def kept(self, granularity: str) -> int:
-        return int(self.masks[granularity].sum())
+        return int(self.effective_masks()[granularity].sum())
 
     def total(self, granularity: str) -> int:
         return int(self.masks[granularity].numel())
 
     def per_layer(self, granularity: str) -> list[int]:
-        m = self.masks[granularity]
-        if granularity == "embedding":
-            return [int(m.sum())]
-        return [int(x) for x in m.reshape(m.shape[0], -1).sum(1)]
+        return _per_layer(self.effective_masks()[granularity], granularity)
 
     def granularities(self) -> dict[str, dict[str, Any]]:
+        effective = self.effective_masks()
         return {
             g: {
                 "enabled": g in self.enabled,
-                "kept": self.kept(g),
+                "kept": int(effective[g].sum()),
                 "total": self.total(g),
-                "per_layer": self.per_layer(g),
+                "per_layer": _per_layer(effective[g], g),
             }
             for g in GRANULARITIES
         }
@@ -99,10 +108,12 @@ class Circuit:
     def is_empty(self) -> bool:
         """Nothing inside the layers is kept (the embedding alone is no circuit)."""
         inner = [g for g in self.enabled if g != "embedding"] or self.enabled
-        return all(self.kept(g) == 0 for g in inner)
+        effective = self.effective_masks()
+        return all(not bool(effective[g].any()) for g in inner)
 
     def is_full(self) -> bool:
-        return all(self.kept(g) == self.total(g) for g in self.enabled)
+        effective = self.effective_masks()
+        return all(bool(effective[g].all()) for g in self.enabled)
 
     def gate_values(self, like: Tensor | None = None) -> dict[str, Tensor]:
         """Binary gates (1 kept, 0 pruned) as floats, for the gated forward pass."""
@@ -158,7 +169,7 @@ class Circuit:
             raise NodepruneError(f"circuit file {p} does not exist")
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also 4300+ digit ints
             why = " ".join(str(exc).split())[:200]
             raise NodepruneError(f"{p}: not a circuit JSON file ({why})") from exc
         except OSError as exc:
@@ -199,6 +210,12 @@ class Circuit:
                 f"shapes); load {self.model!r}, or, if it is the same model under another "
                 "name, pass check_name=False (or set circuit.model)"
             )
+
+
+def _per_layer(mask: Tensor, granularity: str) -> list[int]:
+    if granularity == "embedding":
+        return [int(mask.sum())]
+    return [int(x) for x in mask.reshape(mask.shape[0], -1).sum(1)]
 
 
 def same_model(a: str, b: str) -> bool:

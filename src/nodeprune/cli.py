@@ -1,16 +1,23 @@
 """The ``nodeprune`` command. Flags for ``discover`` are generated from DiscoveryConfig,
-so every hyperparameter has one and can also come from a TOML file (``--config``)."""
+so every hyperparameter has one and can also come from a TOML file (``--config``).
+
+Start-up is kept light: this module imports neither torch nor transformers nor any
+optional package (they come with the subcommand that needs them), and only the
+subcommand being run gets its full parser, so ``nodeprune --help`` and argument errors
+answer in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import DiscoveryConfig, load_toml
+from .config import MAX_EXAMPLES, DiscoveryConfig, load_toml
 from .errors import NodepruneError
 from .granularity import GRANULARITIES
 from .sweeps.large_models import add_large_model_flags
@@ -31,6 +38,15 @@ HELP = {
     "dtype": "float32, bfloat16 or float16 model weights (gates stay fp32)",
     "autocast": "off, bfloat16 or float16: mixed precision for the training passes "
     "(evaluation stays in --dtype)",
+    "target_faithfulness": "find the smallest circuit whose normalized faithfulness on the "
+    "validation prompts is at least this (in (0, 1]); the sparsity weight is then steered "
+    "and lam only sets its starting point",
+    "target_kl": "find the smallest circuit whose KL to the full model is at most this",
+    "target_size": "find the circuit that keeps this fraction of attention + MLP neurons",
+    "optimizer": "adamw, or granular_adam: Adam with one second moment per granularity, so "
+    "a gate moves in proportion to how much the objective cares about it",
+    "target_every": "steps between the target controller's validation measurements",
+    "target_rate": "step of the target controller's log sparsity weight",
 }
 
 
@@ -58,8 +74,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, list):
             kwargs["type"] = lambda s: [x for x in s.split(",") if x]
-        elif f.name == "task_file":
-            kwargs["type"] = str
+        elif default is None:  # optional settings: task_file (a path) or a target (a number)
+            kwargs["type"] = str if f.name == "task_file" else float
         else:
             kwargs["type"] = type(default)
         shown = ",".join(default) if isinstance(default, list) else default
@@ -215,13 +231,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nodeprune", description="Circuit discovery by multi-granular node pruning."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("discover", help="find a circuit for a task on a model")
+def _add_discover(sub: Any) -> None:
+    p = sub.add_parser("discover", help=COMMANDS["discover"])
     p.add_argument("--config", help="TOML file with any of the flags below as keys")
     p.add_argument("--out", help="output folder (default runs/TASK)")
     p.add_argument(
@@ -251,37 +262,147 @@ def build_parser() -> argparse.ArgumentParser:
     add_large_model_flags(p)
     p.set_defaults(func=cmd_discover)
 
-    p = sub.add_parser("evaluate", help="recompute a saved circuit's metrics")
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (the same bounds as DiscoveryConfig's
+    sizes and seed), so that `--n 10**12` is an argument error, not hours of prompts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    return parse
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
     p.add_argument("circuit", help="path to circuit.json")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--seed", type=int, help="draw fresh test prompts with this seed")
-    p.add_argument("--n", type=int, help="number of test prompts to draw")
+    p.add_argument(
+        "--seed", type=bounded_int(0, 2**63 - 1), help="draw fresh test prompts with this seed"
+    )
+    p.add_argument("--n", type=bounded_int(1, MAX_EXAMPLES), help="number of test prompts to draw")
     p.add_argument("--device", help="override the device")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("tasks", help="list the built-in tasks")
+
+def _add_tasks(sub: Any) -> None:
+    p = sub.add_parser("tasks", help=COMMANDS["tasks"])
     p.set_defaults(func=cmd_tasks)
 
+
+def _add_models(sub: Any) -> None:
+    from .architectures.command import add_models_parser  # imports torch (the adapters)
+
+    add_models_parser(sub)
+
+
+def _add_sweep(sub: Any) -> None:
     from .sweeps.command import add_sweep_parser
 
     add_sweep_parser(sub, add_config_flags)
 
-    from .compare import add_compare_parser
+
+def _add_compare(sub: Any) -> None:
+    from .compare import add_compare_parser  # imports torch
 
     add_compare_parser(sub)
 
-    from .reports.commands import add_commands
 
-    add_commands(sub)  # report, export, stability
+def _add_report(sub: Any) -> None:
+    from .reports.commands import add_report_parser
+
+    add_report_parser(sub)
+
+
+def _add_export(sub: Any) -> None:
+    from .reports.commands import add_export_parser
+
+    add_export_parser(sub)
+
+
+def _add_stability(sub: Any) -> None:
+    from .reports.commands import add_stability_parser
+
+    add_stability_parser(sub)
+
+
+#: The subcommands, in ``nodeprune --help`` order, with their one-line help. Each
+#: builder's own ``add_parser`` call says the same (tests/test_cli_startup.py checks).
+COMMANDS: dict[str, str] = {
+    "discover": "find a circuit for a task on a model",
+    "evaluate": "recompute a saved circuit's metrics",
+    "tasks": "list the built-in tasks",
+    "sweep": "run discovery over a grid (lam, lam_g, task, seed, model) on Ray or locally",
+    "compare": "compare multi-granular pruning with coarse pruning, attribution and random",
+    "report": "write RUN_DIR/report.html and figures",
+    "export": "export a circuit for EAP-IG / MIB or TransformerLens",
+    "stability": "keep frequency and Jaccard overlap across runs",
+    "models": "list the verified model families",
+}
+BUILDERS: dict[str, Callable[[Any], None]] = {
+    "discover": _add_discover,
+    "evaluate": _add_evaluate,
+    "tasks": _add_tasks,
+    "sweep": _add_sweep,
+    "compare": _add_compare,
+    "report": _add_report,
+    "export": _add_export,
+    "stability": _add_stability,
+    "models": _add_models,
+}
+
+
+def build_parser(full: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``nodeprune`` parser. ``full``: the subcommands to build with all their flags
+    (default all); the others are listed with their help only. Building some of them
+    imports torch (export, compare), which a command that does not run them must not wait
+    for."""
+    chosen = set(COMMANDS if full is None else full)
+    parser = argparse.ArgumentParser(
+        prog="nodeprune", description="Circuit discovery by multi-granular node pruning."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in COMMANDS.items():
+        if name in chosen:
+            BUILDERS[name](sub)
+        else:
+            sub.add_parser(name, help=helptext, add_help=False)
     return parser
 
 
+def _command_of(argv: list[str]) -> list[str]:
+    """The subcommand ``argv`` runs, as build_parser's ``full`` (none for ``--help``, a
+    missing or a misspelt command: the top-level parser answers those)."""
+    return [argv[0]] if argv and argv[0] in COMMANDS else []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = build_parser(_command_of(argv)).parse_args(argv)
         return int(args.func(args))
     except NodepruneError as exc:
         print(f"nodeprune: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        from .extras import install_hint, missing_module
+
+        module = missing_module(exc)
+        if module is None:
+            raise
+        # An optional package that a code path deeper down needs (an extra).
+        print(
+            f"nodeprune: error: {module} is needed here but is not installed "
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+            f"{install_hint(module)}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("nodeprune: interrupted", file=sys.stderr)

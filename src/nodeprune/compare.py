@@ -70,6 +70,8 @@ DEFAULT_CURVE_SCALES = [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 class CompareOptions:
     random_draws: int = 5
     curve_lams: list[float] = field(default_factory=list)
+    #: Faithfulness targets for more curve points (one discovery per method each).
+    curve_targets: list[float] = field(default_factory=list)
     curve_scales: list[float] = field(default_factory=lambda: list(DEFAULT_CURVE_SCALES))
     search_steps: int = 8
     progress: bool = True
@@ -82,6 +84,12 @@ class CompareOptions:
         for lam in self.curve_lams:
             if not 0.0 <= lam <= 1.0:
                 raise NodepruneError(f"--curve-lams values must be in [0, 1], got {lam}")
+        for target in self.curve_targets:
+            if not 0.0 < target <= 1.0:
+                raise NodepruneError(
+                    f"--curve-targets values must be in (0, 1] (the full model has "
+                    f"faithfulness 1), got {target}"
+                )
         for scale in self.curve_scales:
             if scale < 0:
                 raise NodepruneError(f"--curve-scales values must be >= 0, got {scale}")
@@ -160,11 +168,15 @@ class Comparison:
             self.gated, self.ablator, self.task, self.data.test, gates, self.config.eval_batch_size
         )
 
-    def discover(self, granularities: list[str], lam: float | None = None) -> Circuit:
+    def discover(
+        self, granularities: list[str], lam: float | None = None, target: float | None = None
+    ) -> Circuit:
         cfg = copy.deepcopy(self.config)
         cfg.granularities = list(granularities)
         if lam is not None:
             cfg.lam = lam
+        if target is not None:
+            cfg.target_faithfulness, cfg.target_kl, cfg.target_size = target, None, None
         discovery = Discovery(self.loaded, cfg, task=self.task, data=self.data)
         try:
             circuit = discovery.run(progress=self.options.progress)
@@ -217,6 +229,12 @@ class Comparison:
             _log(f"[compare] {method}: curve point at lam {lam}")
             other = self.discover(granularities, lam=lam)
             points.append(curve_point(other.masks, other.metrics, lam=lam))
+        for target in self.options.curve_targets:
+            if math.isclose(target, self.config.target_faithfulness or -1.0):
+                continue
+            _log(f"[compare] {method}: curve point at faithfulness target {target}")
+            other = self.discover(granularities, target=target)
+            points.append(curve_point(other.masks, other.metrics, target_faithfulness=target))
         return circuit, row, points
 
     def run_attribution(self, multi: Circuit) -> tuple[list[dict[str, Any]], list[dict]]:
@@ -253,6 +271,12 @@ class Comparison:
             )
         )
         target = float(multi.metrics["normalized_faithfulness"])
+        if math.isnan(target):
+            _log(
+                "[compare] attribution: the multi-granular circuit's faithfulness is undefined "
+                "on these prompts, so there is no faithfulness to match"
+            )
+            return rows, self._attribution_curve(at_scale, evaluated)
         _log(f"[compare] attribution: searching the size that reaches faithfulness {target:.3f}")
         with measure(self.loaded.device) as cost:
             scale, reached = smallest_scale_reaching(
@@ -277,10 +301,13 @@ class Comparison:
                 **common,
             )
         )
+        return rows, self._attribution_curve(at_scale, evaluated)
+
+    def _attribution_curve(self, at_scale: Any, evaluated: dict) -> list[dict]:
+        """Every size evaluated (the grid, 1 and any search points), in order."""
         for s in scale_grid(self.options.curve_scales):
             at_scale(s)
-        points = [curve_point(m, met, scale=s) for s, (m, met) in sorted(evaluated.items())]
-        return rows, points
+        return [curve_point(m, met, scale=s) for s, (m, met) in sorted(evaluated.items())]
 
     def run_random(self, multi: Circuit) -> tuple[dict[str, Any], list[dict]]:
         enabled = list(multi.enabled)

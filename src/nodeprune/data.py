@@ -52,6 +52,30 @@ class PromptBatch:
         return [self.select(slice(i, i + size)) for i in range(0, len(self), size)]
 
 
+#: Longest prompt, in tokens, when neither the model nor its tokenizer states a limit
+#: (models.wrap_model copies the model's maximum positions onto the tokenizer).
+MAX_PROMPT_TOKENS = 8192
+
+
+def prompt_token_limit(tokenizer: object) -> int:
+    """The most tokens a prompt may have: the tokenizer's ``model_max_length`` (which
+    Hugging Face sets to a huge sentinel when unknown), capped at MAX_PROMPT_TOKENS."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < MAX_PROMPT_TOKENS:
+        return limit
+    return MAX_PROMPT_TOKENS
+
+
+def check_prompt_length(n_tokens: int, limit: int, where: str) -> None:
+    """Refuse a prompt the model cannot take, before any tensor is built (an embedding
+    index error, or attention memory quadratic in the length, otherwise)."""
+    if n_tokens > limit:
+        raise NodepruneError(
+            f"{where}: the prompt is {n_tokens} tokens long, more than the {limit} this "
+            "model takes; shorten it"
+        )
+
+
 def single_token_id(tokenizer: object, text: str) -> int | None:
     ids = tokenizer.encode(text, add_special_tokens=False)
     return ids[0] if len(ids) == 1 else None
@@ -62,9 +86,11 @@ def encode_examples(examples: Sequence[Example], tokenizer: object) -> PromptBat
     if not examples:
         raise NodepruneError("no examples to encode")
     clean, corrupted, answers, distractors = [], [], [], []
+    limit = prompt_token_limit(tokenizer)
     for i, ex in enumerate(examples):
         c = tokenizer.encode(ex.clean)
         k = tokenizer.encode(ex.corrupted)
+        check_prompt_length(max(len(c), len(k)), limit, f"example {i} ({ex.clean[:40]!r}...)")
         if len(c) != len(k):
             raise NodepruneError(
                 f"example {i}: clean and corrupted prompts tokenize to {len(c)} and {len(k)} "

@@ -26,11 +26,21 @@ from .circuit import Circuit, full_masks, make_consistent
 from .config import AUTOCAST_DTYPES, DiscoveryConfig
 from .errors import NodepruneError
 from .evaluation import evaluate_gates
+from .export import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
 from .health import NumericalError, check_step
 from .intervention import GatedModel
 from .models import LoadedModel
 from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
+from .optim import build_optimizer
+from .targets import (
+    Selection,
+    SparsityController,
+    ValidationProbe,
+    measure,
+    select_threshold,
+    target_from_config,
+)
 from .task_data import TaskData, build_task_data
 from .tasks import Task, resolve_task
 
@@ -57,6 +67,10 @@ class StepLog:
     sparsity: float
     lam: float
     kept: dict[str, float] = field(default_factory=dict)
+    #: Target mode: the controller's sparsity weight, and its validation measurement
+    #: of the binarised circuit when one was taken at this step.
+    target_weight: float = 1.0
+    validation: float | None = None
 
 
 class Discovery:
@@ -94,8 +108,12 @@ class Discovery:
             config.init_spread,
             config.seed,
         ).to(device)
-        self.optimizer = torch.optim.AdamW(
-            self.gates.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        self.optimizer = build_optimizer(
+            config.optimizer,
+            self.gates.log_alpha,
+            list(self.gates.slices.values()),
+            config.lr,
+            config.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -108,6 +126,26 @@ class Discovery:
         self.history: list[StepLog] = []
         self.full_logprobs = self._reference_logprobs()
         self.train_seconds = 0.0
+        self.target = target_from_config(config)
+        self.controller: SparsityController | None = None
+        self.probe: ValidationProbe | None = None
+        self.selection: Selection | None = None
+        if self.target is not None:
+            self.controller = SparsityController(self.target, config.target_rate)
+            if self.target.kind != "size":
+                if self.data.validation is None:
+                    raise NodepruneError(
+                        f"target_{self.target.kind} is measured on validation prompts; "
+                        "set --n-val above 0"
+                    )
+                self.probe = ValidationProbe(
+                    self.gated,
+                    self.ablator,
+                    self.task,
+                    self.data.validation,
+                    self.gates.enabled,
+                    config.eval_batch_size,
+                )
 
     @torch.no_grad()
     def _reference_logprobs(self) -> torch.Tensor:
@@ -153,7 +191,8 @@ class Discovery:
             faithfulness = faithfulness - cfg.margin_weight * self.task.metric(logits, batch).mean()
         sparsity = sparsity_penalty(self.gates.expected_l0(), self.gates.sizes(), cfg.lam_g)
         lam_now = sparsity_weight(self.step, cfg.steps, cfg.lam, cfg.sparsity_warmup)
-        loss = total_loss(faithfulness, sparsity, cfg.lam, lam_now)
+        weight = self.controller.weight if self.controller is not None else 1.0
+        loss = total_loss(faithfulness, sparsity, cfg.lam, lam_now * weight)
         # Checked before the optimizer applies anything, so a NaN never reaches the gates.
         number = self.step + 1
         check_step(number, cfg.dtype, cfg.lr, "kl", kl, "KL to the full model")
@@ -169,10 +208,30 @@ class Discovery:
         check_step(number, cfg.dtype, cfg.lr, "gates", self.gates.log_alpha, "gate log-alphas")
         self.step += 1
         log = StepLog(
-            self.step, loss.item(), kl.item(), sparsity.item(), lam_now, self.kept_fractions()
+            self.step,
+            loss.item(),
+            kl.item(),
+            sparsity.item(),
+            lam_now,
+            self.kept_fractions(),
+            target_weight=weight,
+            validation=self._steer(),
         )
         self.history.append(log)
         return log
+
+    def _steer(self) -> float | None:
+        """Target mode: after the warm-up, every ``target_every`` steps, measure the
+        binarised circuit and move the sparsity weight (targets.py)."""
+        cfg = self.config
+        if self.controller is None or self.target is None:
+            return None
+        warm = cfg.sparsity_warmup * cfg.steps
+        if self.step < warm or self.step % cfg.target_every != 0 or self.step == cfg.steps:
+            return None
+        measured = measure(self.target, self.masks_at(0.0), self.probe)
+        self.controller.update(measured)
+        return measured
 
     def _autocast(self) -> AbstractContextManager[object]:
         dtype = AUTOCAST_DTYPES[self.config.autocast]
@@ -247,6 +306,13 @@ class Discovery:
     def load_checkpoint(self, folder: str | Path) -> None:
         """Continue from a checkpoint; config and model must be the checkpoint's."""
         restore_discovery(self, folder)
+        if self.controller is not None:
+            # The controller's state is a function of its measurements, which the
+            # history holds exactly: replaying them restores it bit for bit.
+            self.controller = SparsityController(self.controller.target, self.config.target_rate)
+            for log in self.history:
+                if log.validation is not None:
+                    self.controller.update(log.validation)
 
     @classmethod
     def from_checkpoint(cls, loaded: LoadedModel, folder: str | Path) -> Discovery:
@@ -257,13 +323,24 @@ class Discovery:
         discovery.load_checkpoint(folder)
         return discovery
 
-    def final_masks(self) -> dict[str, torch.Tensor]:
-        """Deterministic gate > 0.5 (log-alpha > 0), made hierarchically consistent."""
+    def masks_at(self, threshold: float) -> dict[str, torch.Tensor]:
+        """Gates with log-alpha above ``threshold``, made hierarchically consistent."""
         masks = full_masks(self.loaded.dims)
         with torch.no_grad():
             for g, la in self.gates.log_alphas().items():
-                masks[g] = (la > 0).cpu()
+                masks[g] = (la > threshold).cpu()
         return make_consistent(masks, self.gates.enabled)
+
+    def final_masks(self) -> dict[str, torch.Tensor]:
+        """Deterministic gate > 0.5 (log-alpha > 0), made hierarchically consistent; in
+        target mode, at the threshold that meets the target on validation."""
+        if self.target is None:
+            return self.masks_at(0.0)
+        if self.selection is None:
+            self.selection = select_threshold(
+                self.target, self.gates.log_alphas(), self.masks_at, self.probe
+            )
+        return self.masks_at(self.selection.threshold)
 
     def circuit(self) -> Circuit:
         cfg = self.config
@@ -295,16 +372,42 @@ class Discovery:
                 for g, la in self.gates.log_alphas().items()
                 if g in SCORED_GRANULARITIES
             }
+        first_tokens = torch.cat([self.data.train.clean_ids[:, 0], self.data.test.clean_ids[:, 0]])
         c.extra = {
             "data": self.data.counts,
+            # EAP-IG and MIB prepend a BOS token; exports say whether these prompts had one.
+            BOS_KEY: prompts_start_with_bos(first_tokens.tolist(), self.loaded.tokenizer),
             "scores": scores,
+            **({"target": self.target_report()} if self.target is not None else {}),
             "history": [
                 {"step": h.step, "loss": h.loss, "kl": h.kl, "kept": h.kept}
                 for h in self.history[:: max(1, len(self.history) // 100)]
             ],
+            **(
+                {
+                    "target_history": [
+                        {"step": h.step, "weight": h.target_weight, "validation": h.validation}
+                        for h in self.history
+                        if h.validation is not None
+                    ]
+                }
+                if self.target is not None
+                else {}
+            ),
         }
         c.timings = {"train_seconds": round(self.train_seconds, 2)}
         return c
+
+    def target_report(self) -> dict[str, object]:
+        """What was asked, the threshold chosen and what it gave on validation."""
+        assert self.target is not None and self.controller is not None
+        assert self.selection is not None
+        return {
+            "kind": self.target.kind,
+            "value": self.target.value,
+            "final_sparsity_weight": self.controller.weight,
+            **self.selection.to_json(),
+        }
 
 
 def checkpoint_note(folder: str | Path | None) -> str:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .architectures.base import ModelDims
 from .errors import NodepruneError
+
+if TYPE_CHECKING:  # importing the architectures imports torch: not for the CLI's flags
+    from .architectures.base import ModelDims
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,11 @@ class GatedModel:
         state = self._state_now
         if state.mode == "record":
             if key[0] in self._record_sites:
-                self._record[key] = x.detach()
+                x = x.detach()
+                # A copy only where the block adds to the tensor in place afterwards
+                # (Falcon's MLP output); elsewhere a reference costs no memory.
+                in_place = key[0] in self.loaded.adapter.sites_modified_in_place
+                self._record[key] = x.clone() if in_place else x
             return None
         if state.mode != "gate":
             return None

@@ -53,8 +53,9 @@ def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[
         "n_runs": n,
         "granularities": {},
     }
+    effective = [c.effective_masks() for c in circuits]
     for g in common:
-        masks = [c.masks[g].numpy().astype(bool) for c in circuits]
+        masks = [e[g].numpy().astype(bool) for e in effective]
         counts = np.sum(masks, axis=0)
         pairs = {
             f"{i}-{j}": jaccard(masks[i], masks[j]) for i, j in itertools.combinations(range(n), 2)
@@ -75,7 +76,45 @@ def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[
             per_layer = counts.reshape(counts.shape[0], -1)
             entry["keep_frequency_per_layer"] = (per_layer.mean(axis=1) / n).tolist()
         out["granularities"][g] = entry
+    faith = [float(c.metrics.get("normalized_faithfulness", float("nan"))) for c in circuits]
+    out["faithfulness"] = {
+        "per_run": faith,
+        "mean": float(np.mean(faith)),
+        "sd": float(np.std(faith, ddof=1)),
+    }
+    out["goals"] = stability_goals(out)
     return out
+
+
+#: What "stable across seeds" asks of the runs (issue-level goals, shown to users so a
+#: circuit's stability is read against a standard): the test faithfulness's standard
+#: deviation at most, and the mean pairwise Jaccard of the kept sets at least.
+STABILITY_GOALS = {
+    "faithfulness_sd": 0.03,
+    "attention_head": 0.7,
+    "mlp_neuron": 0.6,
+}
+
+
+def stability_goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each goal of STABILITY_GOALS: the measured value and whether it is met."""
+    goals: dict[str, dict[str, Any]] = {}
+    sd = result["faithfulness"]["sd"]
+    goals["faithfulness_sd"] = {
+        "goal": f"<= {STABILITY_GOALS['faithfulness_sd']}",
+        "value": sd,
+        "met": bool(sd <= STABILITY_GOALS["faithfulness_sd"]),
+    }
+    for g in ("attention_head", "mlp_neuron"):
+        entry = result["granularities"].get(g)
+        if entry is None:
+            continue
+        goals[f"{g}_jaccard"] = {
+            "goal": f">= {STABILITY_GOALS[g]}",
+            "value": entry["jaccard_mean"],
+            "met": bool(entry["jaccard_mean"] >= STABILITY_GOALS[g]),
+        }
+    return goals
 
 
 def save_stability(result: dict[str, Any], path: str | Path) -> Path:
@@ -100,4 +139,15 @@ def stability_table(result: dict[str, Any]) -> str:
             f"{g:<18}{kept:>22}{e['jaccard_mean']:>14.3f}{e['jaccard_min']:>8.3f}"
             f"{100 * by_k[n]:>12.1f}%{100 * by_k[0]:>8.1f}%"
         )
+    faith = result.get("faithfulness")
+    if faith is not None:
+        values = ", ".join(f"{v:.3f}" for v in faith["per_run"])
+        rows += ["", f"normalized faithfulness: {values} (mean {faith['mean']:.3f}, "
+                 f"sd {faith['sd']:.3f})"]  # fmt: skip
+    goals = result.get("goals") or {}
+    if goals:
+        rows.append("goals: " + "; ".join(
+            f"{name} {e['value']:.3f} ({e['goal']}: {'met' if e['met'] else 'NOT met'})"
+            for name, e in goals.items()
+        ))  # fmt: skip
     return "\n".join(rows)

@@ -40,13 +40,27 @@ def task_metric_label(task_name: str) -> str:
 def metrics_table(metrics: dict[str, float], metric_label: str = "logit diff") -> str:
     """The metrics, with the task's own name for its metric (stored as logit_diff)."""
     rows = []
+    undefined = metrics.get("faithfulness_defined", 1.0) == 0.0
     for key, label in METRIC_LABELS.items():
         label = label.replace("logit diff", metric_label)
-        if key in metrics:
-            value = metrics[key]
-            text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
-            rows.append(f"{label:<38}{text:>12}")
+        if key not in metrics or (undefined and key.startswith("normalized_faithfulness_")):
+            continue
+        value = metrics[key]
+        text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+        if undefined and key == "normalized_faithfulness":
+            text = "undefined"
+        rows.append(f"{label:<38}{text:>12}")
+    if undefined:
+        rows.append(UNDEFINED_FAITHFULNESS.replace("logit diff", metric_label))
     return "\n".join(rows)
+
+
+#: Why a normalized faithfulness is not printed as a number.
+UNDEFINED_FAITHFULNESS = (
+    "(normalized faithfulness is undefined: the full and the fully-ablated model's logit "
+    "diff do not differ reliably on these prompts, so the ratio means nothing; use a task "
+    "the model solves, more test prompts (--n-test) or another ablation)"
+)
 
 
 #: What a degenerate circuit means, and what to change.
@@ -79,4 +93,33 @@ def circuit_summary(circuit: Circuit) -> str:
     warning = status_warning(circuit)
     warn = f"\nWARNING: {warning}." if warning else ""
     metrics = metrics_table(circuit.metrics, task_metric_label(circuit.task))
-    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics}{warn}"
+    target = target_line(circuit)
+    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics}{target}{warn}"
+
+
+#: How far the test faithfulness may fall from a faithfulness target before the summary
+#: says so (the validation prompts the target was met on are a different sample).
+TARGET_TOLERANCE = 0.05
+
+
+def target_line(circuit: Circuit) -> str:
+    """What a target-mode run asked for, what validation gave and how the test compares."""
+    target = circuit.extra.get("target")
+    if not target:
+        return ""
+    from .target_spec import Target
+
+    line = (
+        f"\n\ntarget: {Target(target['kind'], target['value']).describe()}; met on "
+        f"the validation prompts ({target['validation']:.4f}) at log-alpha threshold "
+        f"{target['threshold']:.3f}"
+    )
+    if target["kind"] == "faithfulness":
+        test = circuit.metrics.get("normalized_faithfulness", float("nan"))
+        if not abs(test - target["value"]) <= TARGET_TOLERANCE:
+            line += (
+                f"\nWARNING: the test faithfulness {test:.4f} is more than "
+                f"{TARGET_TOLERANCE} from the target: more validation prompts (--n-val) make "
+                "the target hold better on held-out prompts"
+            )
+    return line

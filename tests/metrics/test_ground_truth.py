@@ -86,3 +86,15 @@ def test_reference_outside_the_model_is_an_error():
     tiny = ModelDims(n_layers=2, n_heads=4, head_dim=8, d_model=32, d_mlp=128, n_kv_heads=4)
     with pytest.raises(NodepruneError, match="outside"):
         score_against(_circuit([], dims=tiny), reference_circuits()["ioi"])
+
+
+def test_heads_of_pruned_blocks_are_not_counted_as_found(tmp_path):
+    # Blocks gated, heads not: on disk the head mask is absent and loads as all kept.
+    masks = full_masks(GPT2)
+    masks["attention_block"][:] = False
+    masks["attention_block"][9] = True
+    c = Circuit("gpt2", "ioi", "corrupted", 0, GPT2, masks, ["attention_block"])
+    loaded = Circuit.load(c.save(tmp_path / "circuit.json"))
+    out = score_against(loaded, reference_circuits()["ioi"])
+    assert out["found"] and all(h.startswith("9.") for h in out["found"])
+    assert out["precision"] == pytest.approx(len(out["found"]) / 12)

@@ -1,34 +1,47 @@
-"""Registry of architecture adapters, keyed by Hugging Face ``config.model_type``."""
+"""Registry of architecture adapters, keyed by Hugging Face ``config.model_type``.
+
+Every model type listed here has a row in tests/architectures/test_conformance.py.
+A model type that is not listed still loads when its modules follow one of these
+adapters' patterns (see ``detect.py``), with a one-line notice.
+"""
 
 from __future__ import annotations
 
-from torch import nn
-
-from ..errors import NodepruneError
 from .base import ArchitectureAdapter, ModelDims
+from .falcon import FalconAdapter
+from .gemma import GemmaAdapter
 from .gpt2 import GPT2Adapter
 from .gpt_neox import GPTNeoXAdapter
+from .gptj import GPTJAdapter
 from .llama import LlamaAdapter
+from .phi import PhiAdapter
 
-ADAPTERS: dict[str, ArchitectureAdapter] = {}
-for _adapter in (GPT2Adapter(), GPTNeoXAdapter(), LlamaAdapter()):
-    for _model_type in _adapter.model_types:
-        ADAPTERS[_model_type] = _adapter
+#: In the order unlisted model types are tried against their patterns.
+ADAPTER_LIST: tuple[ArchitectureAdapter, ...] = (
+    LlamaAdapter(),
+    GemmaAdapter(),
+    GPT2Adapter(),
+    GPTNeoXAdapter(),
+    PhiAdapter(),
+    GPTJAdapter(),
+    FalconAdapter(),
+)
+ADAPTERS: dict[str, ArchitectureAdapter] = {
+    t: adapter for adapter in ADAPTER_LIST for t in adapter.model_types
+}
 
 
 def supported_model_types() -> list[str]:
     return sorted(ADAPTERS)
 
 
-def get_adapter(model: nn.Module) -> ArchitectureAdapter:
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in ADAPTERS:
-        raise NodepruneError(
-            f"architecture {model_type!r} is not supported; supported model types: "
-            f"{', '.join(supported_model_types())}. Adding one is a small adapter in "
-            "src/nodeprune/architectures/."
-        )
-    return ADAPTERS[model_type]
+from .detect import get_adapter  # noqa: E402  (detect reads the registry above)
 
-
-__all__ = ["ADAPTERS", "ArchitectureAdapter", "ModelDims", "get_adapter", "supported_model_types"]
+__all__ = [
+    "ADAPTERS",
+    "ADAPTER_LIST",
+    "ArchitectureAdapter",
+    "ModelDims",
+    "get_adapter",
+    "supported_model_types",
+]

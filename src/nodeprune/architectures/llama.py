@@ -1,37 +1,36 @@
-"""Llama family: Llama, Mistral, Qwen2/3, SmolLM2 (grouped-query attention, SwiGLU MLP)."""
+"""The Llama pattern: Llama and the families that kept its module names.
+
+``model.layers[i].self_attn.o_proj`` and ``.mlp.down_proj``: Llama, Mistral and
+Ministral (sliding windows), Qwen2/3 (QKV biases, QK norms), OLMo, OLMo 2 and 3 (QK
+norms, post-norms), Phi-3 (fused QKV and gate-up projections, partial rotary), GLM-4
+(post-norms, fused gate-up), SmolLM2/3, Helium. What differs between them happens
+inside modules whose inputs and outputs nodeprune does not touch, except the
+post-feedforward norms (see ``ArchitectureAdapter.mlp_paths``).
+"""
 
 from __future__ import annotations
 
-from torch import nn
-
-from .base import ArchitectureAdapter, ModelDims, config_int
+from .base import ArchitectureAdapter
 
 
 class LlamaAdapter(ArchitectureAdapter):
     family = "llama"
-    model_types = ("llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2")
-
-    def dims(self, model: nn.Module) -> ModelDims:
-        c = model.config
-        n_heads = config_int(c, "num_attention_heads")
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // n_heads
-        return ModelDims(
-            n_layers=config_int(c, "num_hidden_layers"),
-            n_heads=n_heads,
-            head_dim=int(head_dim),
-            d_model=config_int(c, "hidden_size"),
-            d_mlp=config_int(c, "intermediate_size"),
-            n_kv_heads=config_int(c, "num_key_value_heads", "num_attention_heads"),
-        )
-
-    def layers(self, model: nn.Module) -> list[nn.Module]:
-        return list(model.model.layers)
-
-    def attn_out_proj(self, layer: nn.Module) -> nn.Module:
-        return layer.self_attn.o_proj
-
-    def mlp(self, layer: nn.Module) -> nn.Module:
-        return layer.mlp
-
-    def mlp_down_proj(self, layer: nn.Module) -> nn.Module:
-        return layer.mlp.down_proj
+    model_types = (
+        "llama",
+        "mistral",
+        "ministral",
+        "qwen2",
+        "qwen3",
+        "olmo",
+        "olmo2",
+        "olmo3",
+        "phi3",
+        "glm4",
+        "smollm3",
+        "helium",
+    )
+    layers_path = "model.layers"
+    attn_out_path = "self_attn.o_proj"
+    mlp_down_path = "mlp.down_proj"
+    mlp_paths = ("post_feedforward_layernorm", "post_mlp_layernorm", "mlp")
+    notes = "grouped-query attention, gated MLP; QK norms, post-norms, fused QKV/gate-up"

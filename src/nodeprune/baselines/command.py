@@ -38,6 +38,14 @@ def add_compare_parser(sub: Any) -> None:
         "for the faithfulness curves (sequential; each costs a full run)",
     )
     p.add_argument(
+        "--curve-targets",
+        type=float,
+        nargs="+",
+        default=[],
+        help="extra faithfulness targets: one more multi-granular and coarse discovery each "
+        "at that target (--target-faithfulness), for curves at equal faithfulness",
+    )
+    p.add_argument(
         "--curve-scales",
         type=float,
         nargs="*",
@@ -72,6 +80,7 @@ def cmd_compare(args: Any) -> int:
     options = CompareOptions(
         random_draws=args.random_draws,
         curve_lams=list(args.curve_lams),
+        curve_targets=list(args.curve_targets),
         curve_scales=list(args.curve_scales),
         search_steps=args.search_steps,
         progress=not args.quiet,

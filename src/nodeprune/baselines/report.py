@@ -100,8 +100,32 @@ def central_claim(multi: Circuit, coarse: Circuit) -> dict[str, Any]:
             "multi-granular": multi.kept("attention_head"),
             "coarse": coarse.kept("attention_head"),
         },
+        "mlp_blocks": {
+            "multi-granular": multi.kept("mlp_block"),
+            "coarse": coarse.kept("mlp_block"),
+        },
         "multi_equal_or_better": faith["multi-granular"] >= faith["coarse"],
+        "faithfulness_matched": abs(faith["multi-granular"] - faith["coarse"])
+        <= FAITHFULNESS_MATCH,
+        "shown": claim_shown(per, faith, multi, coarse),
     }
+
+
+#: Two circuits count as "at equal faithfulness" when their test faithfulness differs by
+#: at most this (the issue's standard for the central claim).
+FAITHFULNESS_MATCH = 0.03
+
+
+def claim_shown(
+    per: dict[str, dict[str, float]], faith: dict[str, float], multi: Circuit, coarse: Circuit
+) -> bool:
+    """The central claim holds on this pair: at equal (within FAITHFULNESS_MATCH) or
+    better faithfulness, multi-granular keeps at most half of the neurons inside the
+    coarse circuit's components, and no more MLP blocks."""
+    equal = faith["multi-granular"] >= faith["coarse"] - FAITHFULNESS_MATCH
+    half = per["all"]["dropped_fraction"] >= 0.5
+    blocks = multi.kept("mlp_block") <= coarse.kept("mlp_block")
+    return bool(equal and half and blocks)
 
 
 def claim_text(claim: dict[str, Any]) -> str:
@@ -115,11 +139,19 @@ def claim_text(claim: dict[str, Any]) -> str:
         f"{100 * n[g]['dropped_fraction']:.1f}% of {n[g]['inside_coarse']} {UNIT_LABELS[g]}"
         for g in UNIT_GRANULARITIES
     )
-    verdict = (
-        "at equal or better faithfulness"
-        if claim["multi_equal_or_better"]
-        else "but at LOWER faithfulness than the coarse circuit, so the claim is not shown here"
-    )
+    if claim.get("faithfulness_matched"):
+        verdict = f"at equal faithfulness (within {FAITHFULNESS_MATCH})"
+    elif claim["multi_equal_or_better"]:
+        verdict = "at better faithfulness"
+    else:
+        verdict = "but at LOWER faithfulness than the coarse circuit"
+    if "shown" in claim:
+        blocks = claim["mlp_blocks"]
+        verdict += (
+            f", MLP blocks {blocks['multi-granular']} vs {blocks['coarse']}; claim (at most "
+            f"half the neurons, no more MLP blocks, faithfulness within {FAITHFULNESS_MATCH} "
+            f"or better): {'SHOWN' if claim['shown'] else 'NOT shown'}"
+        )
     return (
         f"Central claim, measured: of the {allc['inside_coarse']} neurons inside the heads and "
         f"MLP blocks the coarse circuit keeps, the multi-granular circuit drops "

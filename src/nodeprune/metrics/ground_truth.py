@@ -96,7 +96,7 @@ def head_scores(circuit: Circuit) -> np.ndarray | None:
 
 
 def kept_heads(circuit: Circuit) -> set[Head]:
-    mask = circuit.masks["attention_head"]
+    mask = circuit.effective_masks()["attention_head"]
     return {(int(l_), int(h)) for l_, h in mask.nonzero().tolist()}
 
 

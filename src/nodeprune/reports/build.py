@@ -12,7 +12,7 @@ from ..fsutil import atomic_write, check_file_target, check_writable, ensure_fol
 from ..granularity import GRANULARITIES
 from ..metrics.ground_truth import reference_circuits, score_gpt2_circuit
 from ..stability import STABILITY_FILE, load_runs, save_stability, stability
-from ..summary import METRIC_LABELS
+from ..summary import METRIC_LABELS, UNDEFINED_FAITHFULNESS
 from . import figures_circuit as fc
 from . import figures_eval as fe
 from .html import Section, cards, document, figure, fmt, key_value_table, note, table
@@ -106,7 +106,9 @@ def _overview(c: Circuit) -> str:
         parts.append(note("The circuit is empty (everything pruned): lower lam or lam_g.", True))
     elif c.is_full():
         parts.append(note("Nothing was pruned: raise lam, the lam_g weights, lr or steps.", True))
-    metric_rows = [[METRIC_LABELS[k], m[k]] for k in METRIC_KEYS if k in m]
+    if m.get("faithfulness_defined", 1.0) == 0.0:
+        parts.append(note(UNDEFINED_FAITHFULNESS, True))
+    metric_rows = [[METRIC_LABELS[k], m[k]] for k in METRIC_KEYS if k in m and k in METRIC_LABELS]
     gran_rows = [
         [
             g,

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("matplotlib", "nodeprune report (its figures)")
     from .build import build_report
 
     path = build_report(args.run_dir, args.runs)
@@ -17,22 +22,62 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..circuit import Circuit
-    from ..export import export_circuit
-    from ..fsutil import atomic_write, check_file_target
+    from ..export import export_circuit, write_export
     from ..stability import circuit_path
 
-    if args.out:  # before the work: a folder or an unwritable path is refused at once
+    if args.out and args.format != "mib":  # before the work: a folder is no file
+        from ..fsutil import check_file_target
+
         check_file_target(args.out, "export --out")
-    circuit = Circuit.load(circuit_path(args.circuit))
-    data = export_circuit(
-        circuit, args.format, parallel_attn_mlp=args.parallel_attn_mlp, neurons=args.neurons
-    )
-    text = json.dumps(data) + "\n"
+    path = circuit_path(args.circuit)
+    circuit = Circuit.load(path)
+    options = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
+    if args.format == "mib":
+        return _export_mib(args, circuit, path, options)
     if args.out:
-        out = atomic_write(args.out, text)  # never a 0-byte or half-written file
-        print(f"wrote {out}", file=sys.stderr)
+        print(f"wrote {write_export(circuit, args.format, args.out, **options)}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(json.dumps(export_circuit(circuit, args.format, **options)) + "\n")
+    return 0
+
+
+def _export_mib(args: argparse.Namespace, circuit: Any, path: Path, options: dict) -> int:
+    from ..errors import NodepruneError
+    from ..export import BOS_KEY
+    from ..export_mib import final_log_alphas, order_decided_sizes, write_mib
+
+    if not args.out:
+        raise NodepruneError(
+            "--format mib writes a submission folder: pass --out FOLDER (it gets "
+            "<task>_<model>/importances.json)"
+        )
+    log_alphas, source = final_log_alphas(circuit, path.parent)
+    written, doc = write_mib(
+        circuit,
+        args.out,
+        parallel_attn_mlp=options["parallel_attn_mlp"],
+        log_alphas=log_alphas,
+        mib_task=args.mib_task,
+        mib_model=args.mib_model,
+    )
+    print(f"wrote {written}\nneuron gates: {source}", file=sys.stderr)
+    by_order = order_decided_sizes(doc)
+    if by_order:
+        sizes = ", ".join(f"{100 * f:g}%" for f in by_order)
+        print(
+            f"at {sizes} of the edges, edges that nodeprune's gates cannot tell apart (such "
+            "as the q/k/v edges of one parent and head) meet at the cutoff; EAP-IG's edge "
+            "order decides there",
+            file=sys.stderr,
+        )
+    bos = circuit.extra.get(BOS_KEY)
+    if bos is not True:
+        which = "without one" if bos is False else "that may lack one (not recorded)"
+        print(
+            "note: MIB's evaluation (EAP-IG) prepends a BOS token to every prompt; this "
+            f"circuit was found on prompts {which}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -47,8 +92,13 @@ def cmd_stability(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from ..export import EXPORT_FORMATS
+    """``report``, ``export`` and ``stability``."""
+    add_report_parser(sub)
+    add_export_parser(sub)
+    add_stability_parser(sub)
 
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html and figures")
     p.add_argument("run_dir", help="run folder holding circuit.json (compare.json, curves.json)")
     p.add_argument(
@@ -58,10 +108,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_report)
 
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    from ..export import EXPORT_FORMATS  # imports torch: only for `nodeprune export ...`
+
     p = sub.add_parser("export", help="export a circuit for EAP-IG / MIB or TransformerLens")
     p.add_argument("circuit", help="circuit.json or its run folder")
     p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS), help="output format")
-    p.add_argument("--out", help="output file (default: standard output)")
+    p.add_argument(
+        "--out", help="output file (default: standard output); for mib the submission folder"
+    )
     p.add_argument(
         "--parallel-attn-mlp",
         action=argparse.BooleanOptionalAction,
@@ -72,10 +128,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--neurons",
         action="store_true",
-        help="eap-ig: add per-d_model neuron masks (MLP output dimensions)",
+        help="eap-ig: add EAP-IG neuron masks (kept MLP output dimensions; heads whole)",
     )
+    p.add_argument("--mib-task", help="mib: MIB's task name (default: the circuit's task)")
+    p.add_argument("--mib-model", help="mib: MIB's model name (default: from the model, e.g. gpt2)")
     p.set_defaults(func=cmd_export)
 
+
+def add_stability_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stability", help="keep frequency and Jaccard overlap across runs")
     p.add_argument("runs", nargs="+", help="two or more run folders (or circuit.json files)")
     p.add_argument("--out", help="write the result as JSON (e.g. RUN_DIR/stability.json)")

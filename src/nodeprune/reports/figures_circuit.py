@@ -74,7 +74,7 @@ def head_grid(circuit: Circuit, reference_heads: set[tuple[int, int]] | None = N
     """Layer x head grid; colour is the final log-alpha (capped by the attention block's
     and the layer's) where the circuit stores scores, kept heads are outlined."""
     n_layers, n_heads = circuit.dims.n_layers, circuit.dims.n_heads
-    kept = circuit.masks["attention_head"].numpy().astype(bool)
+    kept = circuit.effective_masks()["attention_head"].numpy().astype(bool)
     scores = head_scores(circuit)
     fig = new_figure(layer_width(n_layers, 0.45, 2.0), min(10.0, 1.6 + 0.38 * n_heads))
     ax = fig.add_subplot()
@@ -139,7 +139,7 @@ def attention_neurons(circuit: Circuit) -> Plot | None:
     if "attention_neuron" not in circuit.enabled:
         return None
     dims = circuit.dims
-    frac = circuit.masks["attention_neuron"].float().mean(-1).numpy()
+    frac = circuit.effective_masks()["attention_neuron"].float().mean(-1).numpy()
     fig = new_figure(layer_width(dims.n_layers, 0.45, 2.0), min(10.0, 1.6 + 0.38 * dims.n_heads))
     ax = fig.add_subplot()
     image = ax.imshow(frac.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)

@@ -28,7 +28,7 @@ class RunData:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise NodepruneError(
             f"{path}: not valid JSON ({exc}); rerun the step that wrote it"
         ) from exc

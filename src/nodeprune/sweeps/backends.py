@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .grid import Trial
 from .large_models import LoadOptions
-from .trial import ModelCache, run_trial
+
+if TYPE_CHECKING:  # .trial imports the model code (torch): only when trials run
+    from .grid import Trial
+    from .trial import ModelCache
 
 #: Called with (row, circuit JSON or None) as each trial ends, in the driver process.
 OnResult = Callable[[dict[str, Any], dict[str, Any] | None], None]
@@ -42,10 +44,14 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, options: LoadOptions | None = None, cache: ModelCache | None = None):
+        from .trial import ModelCache
+
         self.options = options or LoadOptions()
         self.cache = cache or ModelCache()
 
     def run(self, trials: list[Trial], on_result: OnResult) -> None:
+        from .trial import run_trial
+
         for trial in trials:
             row, circuit_json = run_trial(trial, self.cache, self.options, may_exit=False)
             on_result(row, circuit_json)

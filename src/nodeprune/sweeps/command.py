@@ -8,6 +8,7 @@ weights) and how to run in ``[run]``. Flags override the file, axis by axis.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 from typing import Any
@@ -19,7 +20,6 @@ from ..suggest import closest
 from .backends import BACKENDS, LocalBackend, Resources
 from .grid import LAM_G_PREFIX, PLAIN_AXES, SweepSpec
 from .large_models import add_large_model_flags, load_options_from_args
-from .runner import run_sweep
 
 #: Keys of a sweep file's [run] table, with their defaults.
 RUN_DEFAULTS: dict[str, Any] = {
@@ -35,6 +35,20 @@ RUN_DEFAULTS: dict[str, Any] = {
     "gradient_checkpointing": False,
 }
 AXIS_TYPES: dict[str, type] = {"model": str, "task": str, "lam": float, "seed": int}
+#: What each [run] value must be: (accepted types, how the error says it); numbers >= 0.
+_NUMBER = (int, float)
+RUN_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "out": ((str,), "a folder path (a string)"),
+    "backend": ((str,), f"one of {', '.join(BACKENDS)}"),
+    "ray_address": ((str,), "a Ray address (a string)"),
+    "ray_num_cpus": ((int,), "a whole number of CPUs (>= 0)"),
+    "trial_cpus": (_NUMBER, "a number of CPUs (>= 0)"),
+    "trial_gpus": (_NUMBER, "a number of GPUs (>= 0)"),
+    "trial_memory_gb": (_NUMBER, "a number of GB (>= 0)"),
+    "max_workers": ((int,), "a whole number of workers (>= 0)"),
+    "device_map": ((str, dict), "a device-map strategy (auto, ...) or a table"),
+    "gradient_checkpointing": ((bool,), "true or false"),
+}
 
 
 def add_sweep_parser(sub: Any, add_config_flags: Any) -> argparse.ArgumentParser:
@@ -73,17 +87,43 @@ def add_sweep_parser(sub: Any, add_config_flags: Any) -> argparse.ArgumentParser
     return p
 
 
+def _table(value: Any, what: str, source: str, form: str) -> dict[str, Any]:
+    """``value`` if it is a TOML table, else a one-line error saying the expected form."""
+    if not isinstance(value, dict):
+        raise NodepruneError(
+            f"{source}: {what} must be a table ({form}), not a {type(value).__name__}"
+        )
+    return value
+
+
 def _split_file(data: dict[str, Any], source: str) -> tuple[dict, dict, dict]:
     """(discover base, axes, run settings) from a sweep file."""
     base = {k: v for k, v in data.items() if k not in ("sweep", "run")}
-    axes = dict(data.get("sweep", {}))
-    for g, values in dict(axes.pop("lam_g", {})).items():
+    _table(base.get("lam_g", {}), "lam_g", source, "[lam_g] with granularity = weight")
+    axes = dict(_table(data.get("sweep", {}), "sweep", source, "[sweep] with axis = [values]"))
+    lam_g_axes = _table(
+        axes.pop("lam_g", {}), "sweep.lam_g", source, "[sweep.lam_g] with granularity = [values]"
+    )
+    for g, values in lam_g_axes.items():
         axes[LAM_G_PREFIX + g] = values
-    run = dict(data.get("run", {}))
-    for key in run:
+    run = dict(_table(data.get("run", {}), "run", source, "[run] with key = value"))
+    for key, value in run.items():
         if key not in RUN_DEFAULTS:
             raise NodepruneError(f"{source}: unknown [run] key {key!r}{closest(key, RUN_DEFAULTS)}")
+        _check_run_value(key, value, source)
     return base, axes, run
+
+
+def _check_run_value(key: str, value: Any, source: str) -> None:
+    types, form = RUN_TYPES[key]
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if ok and key == "backend":
+        ok = value in BACKENDS
+    if ok and isinstance(value, int | float) and not isinstance(value, bool):
+        ok = math.isfinite(value) and value >= 0
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise NodepruneError(f"{source}: [run] {key} must be {form}, got {shown}")
 
 
 def spec_and_settings(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]]:
@@ -108,6 +148,9 @@ def spec_and_settings(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, An
     for key in RUN_DEFAULTS:
         value = getattr(args, key, None)
         if value is not None and key not in ("device_map", "gradient_checkpointing"):
+            if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
+                flag = "--" + key.replace("_", "-")
+                raise NodepruneError(f"{flag} must be a finite number >= 0, got {value}")
             settings[key] = value
     settings["load"] = load_options_from_args(args, run)
     settings["device"] = base.get("device", "cpu")
@@ -139,6 +182,8 @@ def make_backend(settings: dict[str, Any]):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .runner import run_sweep
+
     spec, settings = spec_and_settings(args)
     backend = make_backend(settings)
     trials = spec.trials()

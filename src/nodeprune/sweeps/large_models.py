@@ -15,12 +15,14 @@ import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NodepruneError
-from ..models import LoadedModel, load_model
+
+if TYPE_CHECKING:  # the flags below are built by `nodeprune --help`: no torch import here
+    from torch import nn
+
+    from ..models import LoadedModel
 
 #: The attribute through which a checkpointed model finds its active GatedModel.
 GATED_ATTR = "_nodeprune_gated"
@@ -40,6 +42,11 @@ class LoadOptions:
         }
 
 
+#: The placement strategies of accelerate that a device map may name.
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+_DEVICE_MAP_FORMS = f"{', '.join(DEVICE_MAP_STRATEGIES)}, or a JSON object {{module: device}}"
+
+
 def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
     """``auto``/``balanced``/``sequential``/... or a JSON object {module: device}."""
     if text is None or text == "":
@@ -47,12 +54,54 @@ def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
     if text.lstrip().startswith("{"):
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise NodepruneError(f"--device-map is not valid JSON ({exc})") from exc
         if not isinstance(value, dict):
             raise NodepruneError("--device-map JSON must be an object {module: device}")
-        return value
-    return text
+        return check_device_map(value)
+    return check_device_map(text)
+
+
+def check_device_map(value: Any, what: str = "--device-map") -> str | dict[str, Any] | None:
+    """A device map accelerate accepts, checked here: accelerate's own errors for a bad
+    one are multi-line ValueErrors from deep inside loading."""
+    if value is None or isinstance(value, str) and value.strip() in DEVICE_MAP_STRATEGIES:
+        return value.strip() if isinstance(value, str) else value
+    if isinstance(value, str):
+        if _is_device(value):
+            return value
+        raise NodepruneError(
+            f"{what} {_short(value)} is neither a placement strategy nor a device name; "
+            f"give {_DEVICE_MAP_FORMS}"
+        )
+    if not isinstance(value, dict) or not value:
+        raise NodepruneError(f"{what} must be {_DEVICE_MAP_FORMS}, got {_short(value)}")
+    for module, device in value.items():
+        # Whether GPU `device` exists is checked where the model loads (models.py): a
+        # sweep's driver may have no GPU while its Ray workers do.
+        if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+            continue
+        if not (isinstance(device, str) and (device == "disk" or _is_device(device))):
+            raise NodepruneError(
+                f"{what}: module {_short(module)} is mapped to {_short(device)}, which is not "
+                "a device (a GPU index such as 0, or cpu, cuda:1, disk)"
+            )
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_device(name: str) -> bool:
+    from ..config import check_device
+
+    try:
+        check_device(name)
+    except NodepruneError:
+        return False
+    return True
 
 
 def checkpoint_context(model: nn.Module):
@@ -117,6 +166,8 @@ def attach_gated(model: nn.Module, gated: object | None) -> None:
 
 def load_with_options(name: str, dtype: str, device: str, options: LoadOptions) -> LoadedModel:
     """``load_model`` plus the large-model options (device map, checkpointing)."""
+    from ..models import load_model
+
     loaded = load_model(name, dtype=dtype, device=device, device_map=options.device_map)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(loaded.model)
@@ -146,6 +197,13 @@ def load_options_from_args(
     device_map = args.device_map if args.device_map is not None else file.get("device_map")
     checkpointing = args.gradient_checkpointing
     if checkpointing is None:
-        checkpointing = bool(file.get("gradient_checkpointing", False))
-    parsed = parse_device_map(device_map) if isinstance(device_map, str) else device_map
+        checkpointing = file.get("gradient_checkpointing", False)
+    if isinstance(device_map, str):
+        parsed = parse_device_map(device_map)
+    else:  # a sweep file's [run] device_map table
+        parsed = check_device_map(device_map, "[run] device_map")
+    if not isinstance(checkpointing, bool):
+        raise NodepruneError(
+            f"[run] gradient_checkpointing must be true or false, got {checkpointing!r}"
+        )
     return LoadOptions(parsed, checkpointing)

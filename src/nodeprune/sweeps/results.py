@@ -98,7 +98,7 @@ class ResultTable:
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 self.rows = {str(r["hash"]): r for r in data["trials"]}
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:
                 raise NodepruneError(
                     f"{path} is not a nodeprune sweep table ({exc}); "
                     "choose another --out folder or remove the file"

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data import PromptBatch
+from ..data import PromptBatch, check_prompt_length, prompt_token_limit
 from ..errors import NodepruneError
 from ..fsutil import sha256_file
 from .base import Example, Task
@@ -95,6 +95,8 @@ def to_example(record: Record, tokenizer: object) -> Example:
     first token where the answers and distractors differ (see the module docstring)."""
     where = record.where
     prompt_ids = tokenizer.encode(record.clean)
+    limit = prompt_token_limit(tokenizer)
+    check_prompt_length(len(prompt_ids), limit, where)
     labelled = [("answer", a) for a in record.answers]
     labelled += [("distractor", d) for d in record.distractors]
     sequences = [
@@ -132,6 +134,7 @@ def to_example(record: Record, tokenizer: object) -> Example:
             "are scored at their first differing token, so they must differ there"
         )
     clean_ids, corrupted_ids = tokenizer.encode(clean), tokenizer.encode(corrupted)
+    check_prompt_length(max(len(clean_ids), len(corrupted_ids)), limit, where)
     if len(clean_ids) != len(corrupted_ids):
         raise NodepruneError(
             f"{where}: clean and corrupted prompts tokenize to {len(clean_ids)} and "

@@ -15,9 +15,10 @@
   is moved to the front of its answer (``"1 + 2 = "`` + ``"3"`` -> ``"1 + 2 ="`` +
   ``" 3"``), which is how the text tokenizes when written out.
 
-Every problem (missing file, bytes that are not UTF-8, malformed JSON, a missing,
-non-string or empty field, an unknown split) is a one-line NodepruneError naming the
-file and line.
+Every problem (missing file, bytes that are not UTF-8, malformed or too deeply nested
+JSON, a missing, non-string, empty or overlong field, an unknown split) is a one-line
+NodepruneError naming the file and line. Prompts longer than the model takes are refused
+when the records meet the tokenizer (tasks/custom.py), before any tensor is built.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation"
 PREDICT_OPEN, PREDICT_CLOSE = "<predict>", "</predict>"
 NATIVE_FIELDS = ("clean", "corrupted", "answer", "distractor")
 AUTO_CIRCUIT_FIELDS = ("clean", "corrupt", "answers", "wrong_answers")
+#: Longest text field read, in characters. Far above any model's context in tokens (the
+#: tokenizer check refuses what the model cannot take), it keeps a megabyte line from
+#: being tokenized at all.
+MAX_TEXT_CHARS = 100_000
+#: What json raises besides JSONDecodeError (a ValueError): RecursionError for nesting
+#: thousands deep, ValueError for an integer of more than 4300 digits.
+_JSON_ERRORS = (ValueError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ def load_records(path: str | Path) -> tuple[str, list[Record]]:
         head = json.loads(first)
     except json.JSONDecodeError:
         head = None  # not a complete object on one line: a whole JSON document
+    except _JSON_ERRORS:
+        head = {}  # a complete line json cannot read: the line parser says which and why
     if head is not None and not (isinstance(head, dict) and "prompts" in head):
         records = [_jsonl_record(p, n, line) for n, line in numbered]
         kinds = {"edge-pruning" if PREDICT_OPEN in r.clean_raw else "nodeprune" for r in records}
@@ -96,11 +106,9 @@ def _jsonl_record(path: Path, number: int, line: str) -> _Parsed:
     where = f"{path}:{number}"
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise NodepruneError(
-            f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); "
-            "write one JSON object per line"
-        ) from None
+    except _JSON_ERRORS as exc:
+        problem = _json_problem(exc)
+        raise NodepruneError(f"{where}: {problem}; write one JSON object per line") from None
     if not isinstance(obj, dict):
         raise NodepruneError(
             f"{where}: expected a JSON object with fields {', '.join(NATIVE_FIELDS)}, "
@@ -166,10 +174,11 @@ def _predict_span(where: str, field: str, text: str) -> tuple[str, str]:
 def _auto_circuit_records(path: Path, text: str) -> list[Record]:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except _JSON_ERRORS as exc:
+        line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise NodepruneError(
-            f"{path}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}); expected "
-            "one JSON object per line, or an auto-circuit file with a 'prompts' list"
+            f"{path}{line}: {_json_problem(exc)}; expected one JSON object per line, or an "
+            "auto-circuit file with a 'prompts' list"
         ) from None
     if not isinstance(data, dict) or "prompts" not in data:
         raise NodepruneError(
@@ -203,6 +212,14 @@ def _auto_circuit_records(path: Path, text: str) -> list[Record]:
     return records
 
 
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON ({exc.msg} at column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    return f"unreadable JSON ({str(exc).splitlines()[0][:120]})"
+
+
 def _text(where: str, obj: dict, field: str, prompt: bool = False) -> str:
     if field not in obj:
         raise NodepruneError(f"{where}: missing field {field!r}")
@@ -217,6 +234,11 @@ def _text(where: str, obj: dict, field: str, prompt: bool = False) -> str:
         )
     if not (value.strip() if prompt else value):
         raise NodepruneError(f"{where}: field {field!r} is empty")
+    if len(value) > MAX_TEXT_CHARS:
+        raise NodepruneError(
+            f"{where}: field {field!r} is {len(value):,} characters long, more than the "
+            f"{MAX_TEXT_CHARS:,} a prompt may have; shorten it"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # a JSON escape of a lone surrogate, e.g. "\ud800"
@@ -277,7 +299,7 @@ def _prompt_item_lines(text: str) -> list[int]:
             pos = skip(pos)
             if text[pos] == ",":
                 pos += 1
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, RecursionError):
         return []
 
 

@@ -1,0 +1,229 @@
+"""Target modes: ask for a faithfulness, a KL or a size, get the smallest circuit that meets it.
+
+A target turns discovery into a constrained problem, *minimise the circuit's size subject
+to faithfulness >= F* (or KL <= K, or units kept <= S). Two parts solve it:
+
+* **During training**, a controller owns the weight of the sparsity term. Its log is a
+  dual variable updated by ascent on the constraint's slack, measured on the binarised
+  circuit: every ``check_every`` steps the circuit at the current gates is scored on the
+  validation prompts, and the sparsity weight grows (more pruning) while the circuit
+  is more faithful than asked and shrinks while it is less. This is the Lagrangian of
+  constrained L0 pruning with the multiplier on the sparsity side (so the faithfulness
+  term keeps its scale), updated multiplicatively because the useful range spans
+  orders of magnitude.
+* **At the end**, the binarisation threshold on log-alpha (0 by default: gate > 0.5)
+  is moved to the largest value whose circuit still meets the target on the
+  validation prompts (bisection; nodes join and leave in log-alpha order), so the
+  circuit lands on the target instead of wherever training stopped.
+
+The full model has normalized faithfulness 1 and KL 0 by definition, so a faithfulness
+target above 1 or a KL target below 0 can never be met and is refused up front; any
+target in range is met on the validation prompts (at worst by the full model). The
+test prompts then say how well that holds on held-out data, with its interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .ablations import Ablator
+from .circuit import make_consistent
+from .data import PromptBatch
+from .errors import NodepruneError
+from .evaluation import estimate_faithfulness
+from .intervention import GatedModel
+from .objective import kl_full_to_circuit
+from .target_spec import Target, target_from_config
+from .tasks.base import Task
+
+__all__ = ["Target", "target_from_config"]
+
+#: The finest units over which a circuit's size is counted (as in curves.py).
+UNIT_GRANULARITIES = ("attention_neuron", "mlp_neuron")
+#: Least number of validation prompts a faithfulness or KL target is measured on.
+MIN_VALIDATION = 8
+
+
+def unit_fraction(masks: dict[str, Tensor]) -> float:
+    """Kept attention + MLP neurons, with all their ancestors kept, over all of them."""
+    eff = make_consistent(masks, [])
+    kept = sum(int(eff[g].sum()) for g in UNIT_GRANULARITIES)
+    total = sum(eff[g].numel() for g in UNIT_GRANULARITIES)
+    return kept / total
+
+
+class SparsityController:
+    """The sparsity weight as a dual variable: ``exp(log_weight)``, moved by ascent on the
+    target's slack (clipped to [-1, 1], so one bad measurement moves it by at most
+    ``rate``)."""
+
+    def __init__(self, target: Target, rate: float, log_weight: float = 0.0) -> None:
+        self.target = target
+        self.rate = rate
+        self.log_weight = log_weight
+        self.last_measured = float("nan")
+
+    @property
+    def weight(self) -> float:
+        return math.exp(self.log_weight)
+
+    def update(self, measured: float) -> None:
+        self.last_measured = measured
+        slack = max(-1.0, min(1.0, self.target.slack(measured)))
+        # Bounded so that a long run far from its target cannot overflow the weight.
+        self.log_weight = max(-20.0, min(20.0, self.log_weight + self.rate * slack))
+
+    def state(self) -> dict[str, float]:
+        return {"log_weight": self.log_weight, "last_measured": self.last_measured}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.log_weight = float(state["log_weight"])
+        self.last_measured = float(state["last_measured"])
+
+
+class ValidationProbe:
+    """Scores binarised circuits on the validation prompts; the full model's and the
+    fully-ablated model's outputs do not depend on the circuit, so they are computed
+    once here."""
+
+    def __init__(
+        self,
+        gated: GatedModel,
+        ablator: Ablator,
+        task: Task,
+        data: PromptBatch,
+        enabled: list[str],
+        batch_size: int,
+    ) -> None:
+        if len(data) < MIN_VALIDATION:
+            raise NodepruneError(
+                f"a faithfulness or KL target is measured on the validation prompts, but only "
+                f"{len(data)} are left (need {MIN_VALIDATION}); raise --n-val"
+            )
+        self.gated, self.ablator, self.task = gated, ablator, task
+        self.data, self.enabled, self.batch_size = data, enabled, batch_size
+        like = next(gated.model.parameters())
+        self.like = like
+        closed = {g: torch.zeros(1, device=like.device, dtype=like.dtype) for g in enabled}
+        full_lp, full_metric, ablated_metric = [], [], []
+        with torch.no_grad():
+            for part in data.batches(batch_size):
+                part = part.to(like.device)
+                args = (part.clean_ids, part.attention_mask, part.answer_pos)
+                full = gated.plain_logits(*args)
+                closed_gates = self._expand(closed)
+                none = gated.gated_logits(*args, gates=closed_gates, ablated=ablator.values(part))
+                full_lp.append(torch.log_softmax(full.float(), -1))
+                full_metric.append(task.metric(full, part).float().cpu())
+                ablated_metric.append(task.metric(none, part).float().cpu())
+        self.full_logprobs = full_lp
+        self.full_metric = torch.cat(full_metric)
+        self.ablated_metric = torch.cat(ablated_metric)
+
+    def _expand(self, gates: dict[str, Tensor]) -> dict[str, Tensor]:
+        from .granularity import GRANULARITIES
+
+        dims = self.gated.loaded.dims
+        return {g: gates[g].expand(GRANULARITIES[g].shape(dims)) for g in gates}
+
+    @torch.no_grad()
+    def score(self, masks: dict[str, Tensor]) -> dict[str, float]:
+        """Normalized faithfulness and KL of the binary circuit ``masks``."""
+        gates = {
+            g: masks[g].to(dtype=self.like.dtype, device=self.like.device) for g in self.enabled
+        }
+        metric, kl_sum = [], 0.0
+        for part, full_lp in zip(
+            self.data.batches(self.batch_size), self.full_logprobs, strict=True
+        ):
+            part = part.to(self.like.device)
+            args = (part.clean_ids, part.attention_mask, part.answer_pos)
+            logits = self.gated.gated_logits(*args, gates=gates, ablated=self.ablator.values(part))
+            metric.append(self.task.metric(logits, part).float().cpu())
+            kl_sum += float(kl_full_to_circuit(full_lp, logits).sum())
+        estimate = estimate_faithfulness(torch.cat(metric), self.full_metric, self.ablated_metric)
+        return {"faithfulness": estimate.value, "kl": kl_sum / len(self.data)}
+
+
+def measure(target: Target, masks: dict[str, Tensor], probe: ValidationProbe | None) -> float:
+    """The target's quantity for a binary circuit (size needs no prompts)."""
+    if target.kind == "size":
+        return unit_fraction(masks)
+    assert probe is not None
+    return probe.score(masks)[target.kind]
+
+
+@dataclass
+class Selection:
+    """The binarisation threshold chosen for a target, and what it gave on validation."""
+
+    threshold: float
+    measured: float
+    evaluations: int
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "threshold": self.threshold,
+            "validation": self.measured,
+            "evaluations": self.evaluations,
+        }
+
+
+def select_threshold(
+    target: Target,
+    log_alphas: dict[str, Tensor],
+    binarise: Callable[[float], dict[str, Tensor]],
+    probe: ValidationProbe | None,
+    iterations: int = 12,
+) -> Selection:
+    """The binarisation threshold on log-alpha for ``target``, found by bisection.
+
+    ``binarise(t)`` gives the consistent binary masks of the gates with log-alpha > t.
+    For faithfulness and KL: the largest threshold (smallest circuit) whose circuit
+    meets the target on validation, between one that meets it (at worst below every
+    gate: the full model) and one that does not (at worst above every gate: nothing
+    kept). For size: the smallest threshold (largest circuit) within the size.
+    """
+    values = torch.cat([la.detach().flatten().float().cpu() for la in log_alphas.values()])
+    below_all = float(values.min()) - 1.0
+    above_all = float(values.max()) + 1.0
+    evaluations = 0
+
+    def at(t: float) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        return measure(target, binarise(t), probe)
+
+    if target.kind == "size":
+        # Counting units needs no prompts: bisect to float precision.
+        good, bad = above_all, below_all
+        good_value = at(good)
+        iterations = 40
+    else:
+        start = at(0.0)
+        if target.met(start):
+            good, good_value, bad = 0.0, start, above_all
+            top = at(above_all)
+            if target.met(top):  # even the empty circuit meets it
+                return Selection(above_all, top, evaluations)
+        else:
+            good, bad = below_all, 0.0
+            good_value = at(below_all)
+            if not target.met(good_value):
+                raise NodepruneError(
+                    f"the target ({target.describe()}) is not met even by the full model on "
+                    f"the validation prompts (measured {good_value:.4g}); ask for less"
+                )
+    for _ in range(iterations):
+        mid = 0.5 * (good + bad)
+        value = at(mid)
+        if target.met(value):
+            good, good_value = mid, value
+        else:
+            bad = mid
+    return Selection(good, good_value, evaluations)

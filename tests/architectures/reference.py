@@ -1,0 +1,123 @@
+"""Activation patching with plain PyTorch hooks on the stock modules: the reference that
+nodeprune's gating must reproduce. Shares no code with nodeprune.intervention.
+
+A node is a set of columns of one module's input or output (``Patch``); patching it
+replaces those columns by their ablated value: the same module's value on the
+corrupted prompt (a separate forward pass), its mean over the real tokens of the
+clean prompts, or zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tiny_models import Row
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Patch:
+    path: str
+    kind: str  # "input" | "output"
+    cols: slice
+
+
+def node_patches(row: Row, granularity: str, index: tuple[int, ...], head_dim: int) -> list[Patch]:
+    """Which columns of which stock modules a node is."""
+    layer, every = index[0], slice(None)
+    at = {name: getattr(row, name).format(i=layer) for name in ("attn_z", "hidden", "mlp")}
+    if granularity == "embedding":
+        return [Patch(row.embed, "output", every)]
+    if granularity == "layer":
+        return [Patch(at["attn_z"], "input", every), Patch(at["mlp"], "output", every)]
+    if granularity == "attention_block":
+        return [Patch(at["attn_z"], "input", every)]
+    if granularity == "attention_head":
+        h = index[1]
+        return [Patch(at["attn_z"], "input", slice(h * head_dim, (h + 1) * head_dim))]
+    if granularity == "attention_neuron":
+        col = index[1] * head_dim + index[2]
+        return [Patch(at["attn_z"], "input", slice(col, col + 1))]
+    if granularity == "mlp_block":
+        return [Patch(at["mlp"], "output", every)]
+    if granularity == "mlp_neuron":
+        return [Patch(at["hidden"], "input", slice(index[1], index[1] + 1))]
+    if granularity == "mlp_output":
+        path = row.mlp_output.format(i=layer)
+        return [Patch(path, "output", slice(index[1], index[1] + 1))]
+    raise ValueError(granularity)
+
+
+def _first(value):
+    return value[0] if isinstance(value, tuple) else value
+
+
+@torch.no_grad()
+def record(model: nn.Module, patches: list[Patch], ids: Tensor, mask: Tensor) -> list[Tensor]:
+    """Each patch's full module input/output on one forward pass."""
+    seen: dict[int, Tensor] = {}
+    handles = []
+    for n, p in enumerate(patches):
+        module = model.get_submodule(p.path)
+        if p.kind == "input":
+            hook = module.register_forward_pre_hook(
+                lambda m, args, n=n: seen.__setitem__(n, args[0].detach().clone())
+            )
+        else:
+            hook = module.register_forward_hook(
+                lambda m, args, out, n=n: seen.__setitem__(n, _first(out).detach().clone())
+            )
+        handles.append(hook)
+    try:
+        model(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in handles:
+            h.remove()
+    return [seen[n] for n in range(len(patches))]
+
+
+def ablated_values(model: nn.Module, patches: list[Patch], batch, ablation: str) -> list[Tensor]:
+    """What each patched module input/output takes (all columns; the patch picks some)."""
+    if ablation == "corrupted":
+        return record(model, patches, batch.corrupted_ids, batch.attention_mask)
+    clean = record(model, patches, batch.clean_ids, batch.attention_mask)
+    if ablation == "zero":
+        return [torch.zeros_like(v) for v in clean]
+    assert ablation == "mean"
+    real = batch.attention_mask.bool()
+    return [v[real].mean(dim=0).expand_as(v) for v in clean]
+
+
+@torch.no_grad()
+def patched_logits(model: nn.Module, batch, patches: list[Patch], values: list[Tensor]) -> Tensor:
+    """The model's own logits at the answer positions, with the patches applied."""
+    handles = []
+
+    def replace(x: Tensor, p: Patch, value: Tensor) -> Tensor:
+        x = x.clone()
+        x[..., p.cols] = value[..., p.cols].to(x.dtype)
+        return x
+
+    for p, value in zip(patches, values, strict=True):
+        module = model.get_submodule(p.path)
+        if p.kind == "input":
+            hook = module.register_forward_pre_hook(
+                lambda m, args, p=p, v=value: (replace(args[0], p, v), *args[1:])
+            )
+        else:
+
+            def out_hook(m, args, out, p=p, v=value):
+                if isinstance(out, tuple):
+                    return (replace(out[0], p, v), *out[1:])
+                return replace(out, p, v)
+
+            hook = module.register_forward_hook(out_hook)
+        handles.append(hook)
+    try:
+        logits = model(input_ids=batch.clean_ids, attention_mask=batch.attention_mask).logits
+    finally:
+        for h in handles:
+            h.remove()
+    rows = torch.arange(logits.shape[0])
+    return logits[rows, batch.answer_pos].float()

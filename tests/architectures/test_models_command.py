@@ -1,0 +1,25 @@
+"""``nodeprune models`` lists every registered model type, and the README shows its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nodeprune.architectures import ADAPTERS
+from nodeprune.architectures.command import models_table
+from nodeprune.cli import main
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_models_lists_every_registered_type(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for model_type in ADAPTERS:
+        assert model_type in out
+    assert "model.layers.N.self_attn.o_proj" in out
+
+
+def test_the_readme_table_is_the_commands():
+    assert models_table(markdown=True) in README.read_text(), (
+        "README's Architectures table is stale: paste `nodeprune models --markdown`"
+    )
