@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from run_folder_helpers import one_error, run
+from run_folder_helpers import run
 
 import nodeprune.runcost as runcost
 from nodeprune.cli import main
+from nodeprune.config import DiscoveryConfig
 from nodeprune.errors import NodepruneError
 from nodeprune.intervention import GatedModel
 from nodeprune.runs import CIRCUIT_FILE
@@ -73,9 +74,11 @@ def circuit_file(model_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("n", ["0", "-5", "2000000"])
 def test_evaluate_refuses_a_number_of_prompts_out_of_range(circuit_file, capsys, n):
-    assert main(["evaluate", str(circuit_file), "--n", n]) == 2
-    error = one_error(capsys)
-    assert f"evaluate --n must be a number of test prompts from 1 to 1,000,000, got {n}" in error
+    with pytest.raises(SystemExit) as info:  # an argument error, before any work
+        main(["evaluate", str(circuit_file), "--n", n])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --n: must be in [1, 1000000], got {n}" in err and "Traceback" not in err
 
 
 def _unloadable(circuit_file):
@@ -91,7 +94,7 @@ def test_evaluate_on_a_huge_number_of_prompts_warns_first(circuit_file, capsys):
     assert main(["evaluate", str(_unloadable(circuit_file)), "--n", "600000"]) == 2
     err = capsys.readouterr().err
     assert "warning: evaluate --n 600,000" in err and "hours" in err
-    assert err.index("warning") < err.index("cannot load model")
+    assert err.index("warning") < err.index("nodeprune: error")
 
 
 def test_a_huge_training_set_is_announced_before_the_model_is_loaded(model_dir, tmp_path, capsys):
@@ -99,8 +102,9 @@ def test_a_huge_training_set_is_announced_before_the_model_is_loaded(model_dir, 
             "--n-train", "1000000", "--quiet"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "warning: 1,000,096 prompts (n_train 1,000,000" in err and "hours" in err
-    assert err.index("warning") < err.index("cannot load model")
+    total = 1_000_000 + DiscoveryConfig().n_val + DiscoveryConfig().n_test
+    assert f"warning: {total:,} prompts (n_train 1,000,000" in err and "hours" in err
+    assert err.index("warning") < err.index("nodeprune: error")
 
 
 def test_reference_log_probs_that_cannot_fit_in_memory_are_refused(llama_model, monkeypatch):

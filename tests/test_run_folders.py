@@ -95,7 +95,7 @@ def _full_disk(monkeypatch):
 
 # A failing set-up: (flags, a patch of the environment, what the error says)
 FAILED_SETUPS = {
-    "model typo": (lambda t: ["--model", str(t / "no-such-model")], None, "cannot load model"),
+    "model typo": (lambda t: ["--model", str(t / "no-such-model")], None, "no such model"),
     "garbage gguf": (lambda t: ["--model", str(_garbage_gguf(t))], None, "not a GGUF file"),
     "bad task-file line": (
         lambda t: ["--task-file", str(_task_file(t, [PAIR, PAIR, "{oops", PAIR]))],

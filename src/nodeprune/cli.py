@@ -171,18 +171,12 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .circuit import Circuit
-    from .config import MAX_EXAMPLES
     from .evaluation import evaluate_circuit
     from .models import load_model
     from .runcost import warn_large_evaluation
     from .runs import check_circuit_task_file
     from .summary import metrics_table, task_metric_label
 
-    if args.n is not None and not 1 <= args.n <= MAX_EXAMPLES:
-        raise NodepruneError(
-            f"evaluate --n must be a number of test prompts from 1 to {MAX_EXAMPLES:,}, got "
-            f"{args.n}; leave it out to use the circuit's own test set size"
-        )
     circuit = Circuit.load(args.circuit)
     check_circuit_task_file(circuit, args.circuit)
     cfg = circuit.config

@@ -324,10 +324,11 @@ def export_circuit(circuit: Circuit, fmt: str, **options: Any) -> dict[str, Any]
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """The one place exports reach the disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data) + "\n", encoding="utf-8")
-    return path
+    """The one place exports reach the disk: atomically and never through a link, so a
+    failed write leaves no 0-byte or half-written file (see fsutil)."""
+    from .fsutil import atomic_write
+
+    return atomic_write(path, json.dumps(data) + "\n")
 
 
 def write_export(circuit: Circuit, fmt: str, out: str | Path, **options: Any) -> Path:
