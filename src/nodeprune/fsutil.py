@@ -173,9 +173,9 @@ def write_temp(path: str | Path, data: bytes | str, root: str | Path | None = No
             break
         except FileExistsError:  # planted again between the unlink and the open
             if attempt == 2:
-                raise write_error(tmp, FileExistsError(errno.EEXIST, "file exists")) from None
+                raise write_error(p, FileExistsError(errno.EEXIST, "file exists")) from None
         except OSError as exc:
-            raise write_error(tmp, exc) from exc
+            raise write_error(p, exc) from exc
     try:
         try:
             _write_all(fd, blob)
