@@ -1,6 +1,6 @@
 """Where the time of one discovery step goes: torch.profiler's table of the top ops.
 
-    python bench/profile_step.py --model smollm2-135m --batch 16 [--rows 25]
+python bench/profile_step.py --model smollm2-135m --batch 16 [--rows 25]
 """
 
 from __future__ import annotations
@@ -28,8 +28,16 @@ def main() -> None:
     loaded = nodeprune.load_model(args.model, device=args.device)
     examples = generate_split(get_task("ioi"), "train", args.batch, 0, loaded.tokenizer)
     batch = encode_examples(examples, loaded.tokenizer)
-    cfg = DiscoveryConfig(model=args.model, steps=100, batch_size=args.batch, n_train=args.batch,
-                          n_val=0, n_test=1, filter=False, device=args.device)
+    cfg = DiscoveryConfig(
+        model=args.model,
+        steps=100,
+        batch_size=args.batch,
+        n_train=args.batch,
+        n_val=0,
+        n_test=1,
+        filter=False,
+        device=args.device,
+    )
     discovery = Discovery(loaded, cfg, data=TaskData(batch, None, batch, {}))
     discovery.train_step()  # warm-up
     activities = [ProfilerActivity.CPU]
