@@ -21,6 +21,7 @@ from .checkpoint import (
     read_meta,
     restore_discovery,
     save_discovery,
+    task_file_sha256,
 )
 from .circuit import Circuit, full_masks, make_consistent
 from .config import AUTOCAST_DTYPES, DiscoveryConfig
@@ -395,6 +396,11 @@ class Discovery:
                 else {}
             ),
         }
+        sha = task_file_sha256(self.task)
+        if sha is not None:
+            # Every circuit of a task file (library and sweeps too, not only `discover`)
+            # carries its content's checksum, so `evaluate` can refuse an edited file.
+            c.extra["task_file_sha256"] = sha
         c.timings = {"train_seconds": round(self.train_seconds, 2)}
         return c
 

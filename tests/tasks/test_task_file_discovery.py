@@ -45,6 +45,10 @@ def test_discovery_on_a_task_file_records_it_and_evaluation_reuses_it(llama_mode
     circuit = discovery.run(progress=False)
     assert circuit.task == "custom:pairs.jsonl"
     assert circuit.config["task_file"] == str(task_file)
+    # Library runs carry the file's checksum too (not only `nodeprune discover`).
+    import hashlib
+
+    assert circuit.extra["task_file_sha256"] == hashlib.sha256(task_file.read_bytes()).hexdigest()
     saved = Circuit.load(circuit.save(tmp_path / "circuit.json"))
     metrics = evaluate_circuit(llama_model, saved)
     for key, value in circuit.metrics.items():
