@@ -16,8 +16,9 @@ from reports.tiny_ioi import one_thread, trained_ioi_gpt2
 
 from nodeprune import Discovery, DiscoveryConfig
 from nodeprune.cli import build_parser, config_from_args
+from nodeprune.curves import fraction_kept
 from nodeprune.errors import NodepruneError
-from nodeprune.targets import Target, measure, unit_fraction
+from nodeprune.targets import Target, measure
 
 
 def _config(loaded, **kw) -> DiscoveryConfig:
@@ -66,8 +67,8 @@ def test_kl_and_size_targets(trained):
     assert circuit.extra["target"]["validation"] <= 0.1
     assert d.probe is not None and d.probe.score(circuit.masks)["kl"] <= 0.1
     _, sized = _run(trained, target_size=0.3)
-    assert unit_fraction(sized.masks) <= 0.3
-    assert unit_fraction(sized.masks) > 0.15  # the largest circuit within the size
+    assert fraction_kept(sized.masks) <= 0.3
+    assert fraction_kept(sized.masks) > 0.15  # the largest circuit within the size
 
 
 @pytest.mark.parametrize(

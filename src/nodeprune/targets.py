@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .ablations import Ablator
-from .circuit import make_consistent
+from .curves import fraction_kept
 from .data import PromptBatch
 from .errors import NodepruneError
 from .evaluation import estimate_faithfulness
@@ -43,18 +43,8 @@ from .tasks.base import Task
 
 __all__ = ["Target", "target_from_config"]
 
-#: The finest units over which a circuit's size is counted (as in curves.py).
-UNIT_GRANULARITIES = ("attention_neuron", "mlp_neuron")
 #: Least number of validation prompts a faithfulness or KL target is measured on.
 MIN_VALIDATION = 8
-
-
-def unit_fraction(masks: dict[str, Tensor]) -> float:
-    """Kept attention + MLP neurons, with all their ancestors kept, over all of them."""
-    eff = make_consistent(masks, [])
-    kept = sum(int(eff[g].sum()) for g in UNIT_GRANULARITIES)
-    total = sum(eff[g].numel() for g in UNIT_GRANULARITIES)
-    return kept / total
 
 
 class SparsityController:
@@ -153,7 +143,7 @@ class ValidationProbe:
 def measure(target: Target, masks: dict[str, Tensor], probe: ValidationProbe | None) -> float:
     """The target's quantity for a binary circuit (size needs no prompts)."""
     if target.kind == "size":
-        return unit_fraction(masks)
+        return fraction_kept(masks)  # the curves' x-axis: attention + MLP neurons
     assert probe is not None
     return probe.score(masks)[target.kind]
 
