@@ -134,19 +134,26 @@ class Discovery:
         if self.target is not None:
             self.controller = SparsityController(self.target, config.target_rate)
             if self.target.kind != "size":
-                if self.data.validation is None:
-                    raise NodepruneError(
-                        f"target_{self.target.kind} is measured on validation prompts; "
-                        "set --n-val above 0"
-                    )
-                self.probe = ValidationProbe(
-                    self.gated,
-                    self.ablator,
-                    self.task,
-                    self.data.validation,
-                    self.gates.enabled,
-                    config.eval_batch_size,
-                )
+                try:
+                    self.probe = self._validation_probe()
+                except BaseException:
+                    self.gated.remove()  # as for a failed data set-up above
+                    raise
+
+    def _validation_probe(self) -> ValidationProbe:
+        assert self.target is not None
+        if self.data.validation is None:
+            raise NodepruneError(
+                f"target_{self.target.kind} is measured on validation prompts; set --n-val above 0"
+            )
+        return ValidationProbe(
+            self.gated,
+            self.ablator,
+            self.task,
+            self.data.validation,
+            self.gates.enabled,
+            self.config.eval_batch_size,
+        )
 
     @torch.no_grad()
     def _reference_logprobs(self) -> torch.Tensor:
