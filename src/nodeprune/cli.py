@@ -110,7 +110,7 @@ def given_config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from .checkpoint import RunInterrupted, check_task_file, read_meta, task_file_sha256
+    from .checkpoint import RunInterrupted, check_task_file, read_meta
     from .discovery import Discovery
     from .fsutil import check_free_space
     from .runcost import (
@@ -166,7 +166,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         except RunInterrupted as exc:
             print(f"nodeprune: {exc}; {resume_hint(out)}", file=sys.stderr)
             return exc.exit_code
-        return write_result(circuit, out, args.allow_empty, task_file_sha256(discovery.task))
+        return write_result(circuit, out, args.allow_empty)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

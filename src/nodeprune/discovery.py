@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .ablations import Ablator
 from .checkpoint import (
+    TASK_CHECKSUM,
     RunInterrupted,
     StopOnSignal,
     has_checkpoint,
@@ -407,7 +408,7 @@ class Discovery:
         if sha is not None:
             # Every circuit of a task file (library and sweeps too, not only `discover`)
             # carries its content's checksum, so `evaluate` can refuse an edited file.
-            c.extra["task_file_sha256"] = sha
+            c.extra[TASK_CHECKSUM] = sha
         c.timings = {"train_seconds": round(self.train_seconds, 2)}
         return c
 

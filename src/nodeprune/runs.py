@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import (
+    TASK_CHECKSUM,
     CheckpointWriteError,
     checkpoint_files,
     config_differences,
@@ -65,7 +66,7 @@ MOVING_BACK_DIR = ".nodeprune-restoring"
 #: Exit status of ``discover`` when the circuit came out empty (without --allow-empty).
 EXIT_EMPTY = 3
 #: Key of ``Circuit.extra`` with the SHA-256 of the task file the circuit was found on.
-TASK_FILE_SHA256 = "task_file_sha256"
+TASK_FILE_SHA256 = TASK_CHECKSUM  # the same key in checkpoints and circuits
 
 
 def result_files(out: Path) -> list[Path]:
@@ -247,12 +248,9 @@ def banner(text: str) -> str:
     return f"{line}\n! {text}\n{line}"
 
 
-def write_result(
-    circuit: Circuit, out: Path, allow_empty: bool, task_sha256: str | None = None
-) -> int:
-    """Save the circuit under the name its state calls for; the exit status."""
-    if task_sha256 is not None:
-        circuit.extra[TASK_FILE_SHA256] = task_sha256
+def write_result(circuit: Circuit, out: Path, allow_empty: bool) -> int:
+    """Save the circuit under the name its state calls for; the exit status. (A task
+    file's checksum is already in the circuit: Discovery.circuit() stamps it.)"""
     print(circuit_summary(circuit))
     status, warning = circuit_status(circuit), status_warning(circuit)
     if status == "empty" and not allow_empty:
