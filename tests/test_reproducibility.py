@@ -50,3 +50,22 @@ def test_the_file_records_versions(llama_model, tmp_path):
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
+
+
+def test_another_seed_keeps_the_prompts_and_another_data_seed_changes_them(llama_model):
+    # seed moves the gates, the noise and the batch order; the prompts belong to data_seed,
+    # so circuits found at several seeds are compared on the same test prompts.
+    base = Discovery(llama_model, _config(4))
+    other_seed = Discovery(llama_model, _config(5))
+    other_data = Discovery(llama_model, DiscoveryConfig(**{**_config(4).to_dict(), "data_seed": 1}))
+    for d in (base, other_seed, other_data):
+        d.gated.remove()
+    assert torch.equal(base.data.test.clean_ids, other_seed.data.test.clean_ids)
+    assert not torch.equal(base.data.test.clean_ids, other_data.data.test.clean_ids)
+
+
+def test_a_config_saved_before_data_seed_draws_its_prompts_with_seed():
+    old = {k: v for k, v in _config(7).to_dict().items() if k != "data_seed"}
+    assert DiscoveryConfig.from_saved(old).data_seed == 7
+    assert DiscoveryConfig.from_saved({**old, "data_seed": 2}).data_seed == 2
+    assert DiscoveryConfig.from_dict(old).data_seed == 0

@@ -33,6 +33,8 @@ HELP = {
     "margin_weight": "weight of the task-margin term in the faithfulness loss",
     "init_log_alpha": "mean initial gate log-alpha (higher = gates start more open)",
     "init_spread": "half-width of the uniform spread around init_log_alpha",
+    "seed": "seed of the gates' initialisation, hard-concrete noise and batch order",
+    "data_seed": "seed of the prompts (train, validation, test); fixed when only --seed changes",
     "filter": "keep only examples the full model answers correctly",
     "device": "cpu, cuda, cuda:1, mps ...",
     "dtype": "float32, bfloat16 or float16 model weights (gates stay fp32)",

@@ -146,7 +146,7 @@ class Comparison:
         self.gated = GatedModel(loaded)
         sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
         self.data = build_task_data(
-            self.gated, self.task, sizes, config.seed, config.filter, config.eval_batch_size
+            self.gated, self.task, sizes, config.data_seed, config.filter, config.eval_batch_size
         )
         self.ablator = Ablator(config.ablation, self.gated).fit(
             self.data.train, config.eval_batch_size

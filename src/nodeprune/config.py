@@ -90,6 +90,10 @@ class DiscoveryConfig:
     filter: bool = True
     eval_batch_size: int = 32
     seed: int = 0
+    #: Seed of the prompts (train, validation and test splits). Kept apart from ``seed``
+    #: (gate initialisation, hard-concrete noise, batch order) so that a run at another
+    #: seed is compared on the same prompts; a saved config without it used ``seed``.
+    data_seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
     #: Mixed precision for the training passes only (evaluation stays in ``dtype``).
@@ -155,6 +159,7 @@ class DiscoveryConfig:
             ("n_val", 0 <= self.n_val <= MAX_EXAMPLES, f"in [0, {MAX_EXAMPLES}]"),
             ("n_test", 0 < self.n_test <= MAX_EXAMPLES, f"in [1, {MAX_EXAMPLES}]"),
             ("seed", 0 <= self.seed < 2**63, "in [0, 2**63)"),
+            ("data_seed", 0 <= self.data_seed < 2**63, "in [0, 2**63)"),
             ("target_every", self.target_every > 0, "> 0"),
             ("target_rate", self.target_rate >= 0, ">= 0"),
             ("model", self.model.strip() != "", "a model name or path"),
@@ -191,6 +196,14 @@ class DiscoveryConfig:
                     f"{source}: unknown key {key!r} in [lam_g]{closest(key, GRANULARITIES)}"
                 )
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], source: str = "config") -> DiscoveryConfig:
+        """A config read back from a circuit or a checkpoint. Those written before
+        ``data_seed`` existed drew their prompts with ``seed``; they keep doing so."""
+        if isinstance(data, dict) and "data_seed" not in data and "seed" in data:
+            data = {**data, "data_seed": data["seed"]}
+        return cls.from_dict(data, source)
 
 
 def _show(value: Any) -> str:

@@ -93,7 +93,12 @@ class Discovery:
         sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
         try:
             self.data = data or build_task_data(
-                self.gated, self.task, sizes, config.seed, config.filter, config.eval_batch_size
+                self.gated,
+                self.task,
+                sizes,
+                config.data_seed,
+                config.filter,
+                config.eval_batch_size,
             )
             self.ablator = Ablator(config.ablation, self.gated).fit(
                 self.data.train, config.eval_batch_size
@@ -327,7 +332,7 @@ class Discovery:
     def from_checkpoint(cls, loaded: LoadedModel, folder: str | Path) -> Discovery:
         """Rebuild a run from a checkpoint alone, with the config stored in it."""
         meta = read_meta(folder)
-        config = DiscoveryConfig.from_dict(meta.get("config") or {}, source=f"{folder} config")
+        config = DiscoveryConfig.from_saved(meta.get("config") or {}, source=f"{folder} config")
         discovery = cls(loaded, config)
         discovery.load_checkpoint(folder)
         return discovery

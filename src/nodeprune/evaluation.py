@@ -168,7 +168,7 @@ def evaluate_circuit(
     from .tasks import resolve_task
 
     circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)
-    cfg = DiscoveryConfig.from_dict(circuit.config, source="circuit config").validate()
+    cfg = DiscoveryConfig.from_saved(circuit.config, source="circuit config").validate()
     task = task or resolve_task(circuit.task, cfg.task_file)
     gated = GatedModel(loaded, circuit.enabled)
     try:
@@ -177,7 +177,7 @@ def evaluate_circuit(
             gated,
             task,
             sizes,
-            cfg.seed if seed is None else seed,
+            cfg.data_seed if seed is None else seed,
             cfg.filter,
             cfg.eval_batch_size,
         )

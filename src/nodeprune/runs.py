@@ -223,7 +223,7 @@ class RunFolder:
 def resumed_config(out: Path, given: dict[str, Any], source: str) -> DiscoveryConfig:
     """The checkpoint's config. Settings given again (flags, --config) must agree with it."""
     meta = read_meta(out)
-    saved = DiscoveryConfig.from_dict(meta.get("config") or {}, f"{out} checkpoint").validate()
+    saved = DiscoveryConfig.from_saved(meta.get("config") or {}, f"{out} checkpoint").validate()
     merged: dict[str, Any] = {**saved.to_dict(), **given}
     merged["lam_g"] = {**saved.lam_g, **dict(given.get("lam_g") or {})}
     now = DiscoveryConfig.from_dict(merged, source).validate()
