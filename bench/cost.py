@@ -39,8 +39,8 @@ def _batch(loaded, n: int, seed: int = 0, prefix_tokens: int = 0):
     of a pair (alignment is kept) to grow the sequence length."""
     from dataclasses import replace
 
-    from nodeprune.data import encode_examples
-    from nodeprune.task_data import generate_split
+    from nodeprune.prompts import encode_examples
+    from nodeprune.splits import generate_split
     from nodeprune.tasks import get_task
 
     examples = generate_split(get_task("ioi"), "train", n, seed, loaded.tokenizer)
@@ -86,7 +86,7 @@ def worker(
     from nodeprune.discovery import Discovery
     from nodeprune.intervention import GatedModel
     from nodeprune.objective import kl_full_to_circuit
-    from nodeprune.task_data import TaskData
+    from nodeprune.splits import TaskData
 
     torch.manual_seed(0)
     loaded = _load(model, dtype, device)

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import psutil
 import torch
+from nodeprune.large_models import attach_gated, enable_gradient_checkpointing
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from nodeprune import Discovery, DiscoveryConfig
 from nodeprune.models import DTYPES, cache_dir, load_model, wrap_model
-from nodeprune.sweeps.large_models import attach_gated, enable_gradient_checkpointing
 
 GB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -12,9 +12,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 import nodeprune
 from nodeprune.config import DiscoveryConfig
-from nodeprune.data import encode_examples
 from nodeprune.discovery import Discovery
-from nodeprune.task_data import TaskData, generate_split
+from nodeprune.prompts import encode_examples
+from nodeprune.splits import TaskData, generate_split
 from nodeprune.tasks import get_task
 
 

@@ -16,7 +16,7 @@ import torch
 
 @torch.no_grad()
 def task_row(gated, task, n: int, seed: int, batch_size: int) -> dict[str, float]:
-    from nodeprune.task_data import generate_split
+    from nodeprune.splits import generate_split
 
     tokenizer = gated.loaded.tokenizer
     batch = task.encode(generate_split(task, "test", n, seed, tokenizer), tokenizer)

@@ -124,7 +124,7 @@ def test_an_optional_package_missing_deeper_down_is_one_line(monkeypatch, capsys
     def needs_ray(args):
         raise ModuleNotFoundError("No module named 'ray'", name="ray")
 
-    monkeypatch.setattr("nodeprune.cli.cmd_tasks", needs_ray)
+    monkeypatch.setattr("nodeprune.cli.tasks.cmd_tasks", needs_ray)
     assert main(["tasks"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'nodeprune[ray]'" in err, err

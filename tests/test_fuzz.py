@@ -272,7 +272,7 @@ def _valid_task_file(kind: str, tokenizer) -> bytes:
 @pytest.mark.parametrize("kind", ["nodeprune", "edge-pruning", "auto-circuit"])
 def test_task_file_fuzz(tmp_path, tokenizer, kind):
     custom = pytest.importorskip("nodeprune.tasks.custom", reason="task-file parser not present")
-    from nodeprune.data import encode_examples
+    from nodeprune.prompts import encode_examples
 
     def load(path: Path) -> None:
         task = custom.CustomTask.from_file(path)

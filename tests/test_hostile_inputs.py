@@ -381,8 +381,8 @@ def test_built_in_task_prompts_longer_than_the_model_are_refused(tokenizer):
     import copy
     import random
 
-    from nodeprune.data import encode_examples
     from nodeprune.errors import NodepruneError
+    from nodeprune.prompts import encode_examples
     from nodeprune.tasks.ioi import IOITask
 
     short = copy.deepcopy(tokenizer)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodeprune.ablations import Ablator
-from nodeprune.data import encode_examples
+from nodeprune.ablator import Ablator
 from nodeprune.gates import GateSet
 from nodeprune.intervention import GatedModel
-from nodeprune.task_data import generate_split
+from nodeprune.prompts import encode_examples
+from nodeprune.splits import generate_split
 from nodeprune.tasks.ioi import IOITask
 
 

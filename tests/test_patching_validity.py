@@ -18,9 +18,9 @@ import torch
 from reports.tiny_ioi import one_thread, trained_ioi_gpt2
 
 from nodeprune import Discovery, DiscoveryConfig
-from nodeprune.data import encode_examples
 from nodeprune.metrics import spearman
 from nodeprune.metrics.ground_truth import head_scores
+from nodeprune.prompts import encode_examples
 from nodeprune.tasks.ioi import IOITask
 
 

@@ -15,7 +15,7 @@ from nodeprune.config import DiscoveryConfig
 from nodeprune.errors import NodepruneError
 from nodeprune.intervention import GatedModel
 from nodeprune.runs import CIRCUIT_FILE
-from nodeprune.task_data import build_task_data
+from nodeprune.splits import build_task_data
 from nodeprune.tasks.custom import CustomTask
 
 

@@ -68,7 +68,7 @@ PAIR = json.dumps(
 
 
 def _keep_none(monkeypatch):
-    import nodeprune.task_data as task_data
+    import nodeprune.splits as task_data
 
     monkeypatch.setattr(
         task_data, "keep_correct", lambda gated, task, batch, size: batch.select(torch.arange(0))
@@ -76,7 +76,7 @@ def _keep_none(monkeypatch):
 
 
 def _interrupt_loading(monkeypatch):
-    import nodeprune.sweeps.large_models as large_models
+    import nodeprune.large_models as large_models
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

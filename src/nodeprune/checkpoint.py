@@ -3,23 +3,22 @@
 The tensors (``checkpoint.safetensors``): gate logits, AdamW moments, the data order, the
 torch RNG states. The JSON (``checkpoint.json``): step, data cursor, scheduler, optimizer
 hyperparameters, history, Python/NumPy RNG states, the config, the model identity and
-the task file's SHA-256. How the two files are written, checked and read:
-:mod:`nodeprune.checkpoint_io` (its names are re-exported here).
+the task file's SHA-256. The loop says what its state is and restores it itself
+(``Discovery.state`` / ``Discovery.restore``, with loop_state.py for the torch objects);
+this module does the file side: writing it (:func:`save_state`), the compatibility
+checks on resume, the signals that stop a run, and the errors. How the two files are
+written, checked and read: :mod:`nodeprune.checkpoint_io` (its names are re-exported here).
 """
 
 from __future__ import annotations
 
-import random
 import signal
 import sys
 import threading
-from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from safetensors import SafetensorError
 from torch import Tensor
 
@@ -32,19 +31,17 @@ from .checkpoint_io import (
     TENSORS_FILE,
     TMP_SUFFIX,
     checkpoint_files,
+    damaged,
     has_checkpoint,
     meta_checksum,
     read_checkpoint,
     read_meta,
-    remove_checkpoint,
     write_checkpoint,
 )
-from .checkpoint_io import damaged as _damaged
 from .errors import NodepruneError
 from .fsutil import WriteError
 
 if TYPE_CHECKING:
-    from .discovery import Discovery
     from .tasks import Task
 
 # The file-level names of checkpoint_io are re-exported: callers import them from here.
@@ -63,16 +60,14 @@ __all__ = [
     "check_compatible",
     "check_task_file",
     "checkpoint_files",
+    "checkpoint_note",
     "config_differences",
-    "discovery_state",
+    "damaged",
     "has_checkpoint",
     "meta_checksum",
-    "model_identity",
     "read_checkpoint",
     "read_meta",
-    "remove_checkpoint",
-    "restore_discovery",
-    "save_discovery",
+    "save_state",
     "task_file_sha256",
     "write_checkpoint",
 ]
@@ -100,99 +95,6 @@ class RunInterrupted(NodepruneError):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
-
-
-# -- the state of a Discovery ----------------------------------------------------------
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
-    sd = optimizer.state_dict()
-    tensors: dict[str, Tensor] = {}
-    plain: dict[str, dict[str, Any]] = {}
-    for pid, state in sd["state"].items():
-        for key, value in state.items():
-            if isinstance(value, Tensor):
-                tensors[f"optimizer.{pid}.{key}"] = value
-            else:
-                plain.setdefault(str(pid), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "state": plain}
-
-
-def _load_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], saved: dict[str, Any]
-) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optimizer."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for pid, values in saved["state"].items():
-        state.setdefault(int(pid), {}).update(values)
-    groups = []
-    for current, group in zip(optimizer.param_groups, saved["param_groups"], strict=True):
-        # JSON turned tuples (AdamW's betas) into lists.
-        groups.append(
-            {k: tuple(v) if isinstance(current.get(k), tuple) else v for k, v in group.items()}
-        )
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _rng_state(discovery: Discovery) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    tensors = {"rng.generator": discovery.generator.get_state(), "rng.torch": torch.get_rng_state()}
-    if discovery.loaded.device.type == "cuda":
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = state
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-    plain = {
-        "python": [version, list(internal), gauss],
-        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
-    }
-    return tensors, plain
-
-
-def _load_rng(discovery: Discovery, tensors: dict[str, Tensor], saved: dict[str, Any]) -> None:
-    discovery.generator.set_state(tensors["rng.generator"])
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-    if cuda and discovery.loaded.device.type == "cuda":
-        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
-    version, internal, gauss = saved["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, pos, has_gauss, cached = saved["numpy"]
-    keys = tensors["rng.numpy"].numpy().astype(np.uint32)
-    np.random.set_state((kind, keys, pos, has_gauss, cached))
-
-
-def model_identity(discovery: Discovery) -> dict[str, Any]:
-    return {"name": discovery.loaded.name, "dims": discovery.loaded.dims.to_dict()}
-
-
-def discovery_state(discovery: Discovery) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    from . import __version__
-
-    opt_tensors, opt_plain = _optimizer_state(discovery.optimizer)
-    rng_tensors, rng_plain = _rng_state(discovery)
-    tensors = {
-        "gates.log_alpha": discovery.gates.log_alpha.detach(),
-        "data.order": discovery.order,
-        **opt_tensors,
-        **rng_tensors,
-    }
-    meta = {
-        "format_version": CHECKPOINT_FORMAT,
-        "nodeprune_version": __version__,
-        "step": discovery.step,
-        "cursor": discovery.cursor,
-        "config": discovery.config.to_dict(),
-        "model": model_identity(discovery),
-        "optimizer": opt_plain,
-        "scheduler": discovery.scheduler.state_dict(),
-        "rng": rng_plain,
-        "history": [asdict(h) for h in discovery.history],
-        "train_seconds": discovery.train_seconds,
-        TASK_CHECKSUM: task_file_sha256(discovery.task),
-    }
-    return tensors, meta
 
 
 def task_file_sha256(task: Task) -> str | None:
@@ -224,76 +126,53 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     ]
 
 
-def check_compatible(discovery: Discovery, meta: dict[str, Any], folder: Path) -> None:
-    """The checkpoint must come from the same config and model as ``discovery``."""
-    diffs = config_differences(meta.get("config") or {}, discovery.config.to_dict())
+def check_compatible(
+    config: dict[str, Any], model: dict[str, Any], task: Task, meta: dict[str, Any], folder: Path
+) -> None:
+    """The checkpoint must come from the same config, model and task file as the run
+    restoring it (``config``: its to_dict(); ``model``: its identity)."""
+    diffs = config_differences(meta.get("config") or {}, config)
     if diffs:
         raise NodepruneError(
             f"the checkpoint in {folder} was made with another config: {'; '.join(diffs)}; "
             "resume with the checkpoint's settings, or start over with --overwrite"
         )
-    saved_model, now = meta.get("model") or {}, model_identity(discovery)
+    saved_model, now = meta.get("model") or {}, model
     if saved_model != now:
         raise NodepruneError(
             f"the checkpoint in {folder} was made on model {saved_model.get('name')!r} "
             f"{saved_model.get('dims')}, not on {now['name']!r} {now['dims']}; load that "
             "model or start over with --overwrite"
         )
-    check_task_file(meta, discovery.task, folder)
+    check_task_file(meta, task, folder)
 
 
-def restore_discovery(discovery: Discovery, folder: str | Path) -> None:
-    """Load a checkpoint into a freshly built ``discovery`` (same config and model)."""
-    from .discovery import StepLog
-
-    d = Path(folder)
-    tensors, meta = read_checkpoint(d)
+def checkpoint_note(folder: str | Path | None) -> str:
+    """Where the last good checkpoint of a run that stopped is, for error messages."""
+    if folder is None:
+        return "no checkpoint was kept (pass a checkpoint folder to keep one)"
+    if not has_checkpoint(folder):
+        return f"no checkpoint had been written to {folder} yet"
     try:
-        check_compatible(discovery, meta, d)
-        log_alpha = tensors["gates.log_alpha"]
-        if log_alpha.shape != discovery.gates.log_alpha.shape:
-            raise ValueError(f"gate logits have shape {tuple(log_alpha.shape)}")
-        if not torch.isfinite(log_alpha).all():
-            raise ValueError("gate logits are not finite")
-        order = tensors["data.order"]
-        n = len(discovery.data.train)
-        if order.dtype != torch.long or order.dim() != 1 or len(order) not in (0, n):
-            raise ValueError("the data order does not fit the training set")
-        if len(order) and not torch.equal(order.sort().values, torch.arange(n)):
-            raise ValueError("the data order is not a permutation of the training set")
-        step, cursor = meta["step"], meta["cursor"]
-        if not (isinstance(step, int) and 0 <= step <= discovery.config.steps):
-            raise ValueError(f"step {step!r} is out of range")
-        if not (isinstance(cursor, int) and 0 <= cursor <= len(order)):
-            raise ValueError(f"cursor {cursor!r} is out of range")
-        history = [StepLog(**h) for h in meta["history"]]
-        with torch.no_grad():
-            discovery.gates.log_alpha.copy_(log_alpha.to(discovery.gates.log_alpha.device))
-        _load_optimizer(discovery.optimizer, tensors, meta["optimizer"])
-        discovery.scheduler.load_state_dict(meta["scheduler"])
-        _load_rng(discovery, tensors, meta["rng"])
-        discovery.order = order.clone()
-        discovery.cursor = cursor
-        discovery.step = step
-        discovery.history = history
-        discovery.train_seconds = float(meta["train_seconds"])
-    except DAMAGED_ERRORS as exc:
-        raise _damaged(d, f"{type(exc).__name__}: {exc}") from exc
+        step = read_meta(folder)["step"]
+    except (NodepruneError, KeyError):
+        step = "?"
+    return f"the last good checkpoint (after step {step}) is kept in {folder}"
 
 
 class CheckpointWriteError(WriteError):
     """A checkpoint could not be written; the previous one, if any, is intact."""
 
 
-def save_discovery(discovery: Discovery, folder: str | Path) -> Path:
-    from .discovery import checkpoint_note
-
-    tensors, meta = discovery_state(discovery)
+def save_state(
+    folder: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any], step: int
+) -> Path:
+    """Write a loop's state (its ``state()``); a failed write names the last good one."""
     try:
         return write_checkpoint(folder, tensors, meta)
     except WriteError as exc:
         raise CheckpointWriteError(
-            f"{exc} (checkpoint after step {discovery.step}); {checkpoint_note(folder)}",
+            f"{exc} (checkpoint after step {step}); {checkpoint_note(folder)}",
             exc.path,
             exc.errno,
             exc.reason,

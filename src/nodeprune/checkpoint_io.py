@@ -53,11 +53,6 @@ def has_checkpoint(folder: str | Path) -> bool:
     return (Path(folder) / META_FILE).is_file()
 
 
-def remove_checkpoint(folder: str | Path) -> None:
-    for p in checkpoint_files(folder):
-        p.unlink(missing_ok=True)
-
-
 # -- file IO ---------------------------------------------------------------------------
 def meta_checksum(meta: dict[str, Any]) -> str:
     """SHA-256 of the JSON's canonical form without its own checksum field: the same for

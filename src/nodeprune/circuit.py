@@ -27,21 +27,22 @@ def make_consistent(masks: dict[str, Tensor], enabled: list[str]) -> dict[str, T
     # Bottom-up first (children to parents), so that a parent emptied by its
     # children then prunes its other children top-down.
     for name in reversed(list(GRANULARITIES)):
-        if name not in enabled or name == "layer":
+        if name not in enabled:
+            continue
+        if GRANULARITIES[name].made_of_children:
+            # A layer is its two halves: pruned when both are (disabled halves are all
+            # kept, so they keep it).
+            kept = torch.zeros_like(out[name])
+            for child in children(name):
+                kept |= _any_kept(out[child], out[name].dim())
+            out[name] &= kept
             continue
         # Each child granularity of a block is a complete view of it (all of an MLP's
         # hidden neurons, or all its output dimensions): any one fully pruned view
-        # leaves the block at its ablated value. A layer's children are its two
-        # halves instead, handled below.
-        n_dims = len(out[name].shape)
+        # leaves the block at its ablated value.
         for child in children(name):
-            if child not in enabled:
-                continue
-            extra = tuple(range(n_dims, out[child].dim()))
-            any_kept = out[child].any(dim=extra) if extra else out[child]
-            out[name] &= any_kept
-    if "layer" in enabled:  # disabled halves are all kept, so they keep the layer
-        out["layer"] &= out["attention_block"] | out["mlp_block"]
+            if child in enabled:
+                out[name] &= _any_kept(out[child], out[name].dim())
     for name, gran in GRANULARITIES.items():
         if gran.parent is None:
             continue
@@ -49,6 +50,12 @@ def make_consistent(masks: dict[str, Tensor], enabled: list[str]) -> dict[str, T
         shape = out[name].shape
         out[name] &= parent.reshape(parent.shape + (1,) * (len(shape) - parent.dim()))
     return out
+
+
+def _any_kept(child: Tensor, parent_dims: int) -> Tensor:
+    """Per parent node: whether any of its nodes in the child mask is kept."""
+    extra = tuple(range(parent_dims, child.dim()))
+    return child.any(dim=extra) if extra else child
 
 
 def full_masks(dims: ModelDims) -> dict[str, Tensor]:
@@ -125,7 +132,7 @@ class Circuit:
     def to_json(self) -> dict[str, Any]:
         import transformers
 
-        from . import __version__
+        from .version import __version__
 
         return {
             "format_version": FORMAT_VERSION,
@@ -158,9 +165,9 @@ class Circuit:
     def save(self, path: str | Path, root: str | Path | None = None) -> Path:
         """Write the circuit atomically, never through a symbolic link (see fsutil); with
         ``root``, never through a linked folder between ``root`` and ``path`` either."""
-        from .fsutil import atomic_write
+        from .fsutil import write_json
 
-        return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n", root=root)
+        return write_json(path, self.to_json(), root=root)
 
     @classmethod
     def load(cls, path: str | Path) -> Circuit:
@@ -213,7 +220,7 @@ class Circuit:
 
 
 def _per_layer(mask: Tensor, granularity: str) -> list[int]:
-    if granularity == "embedding":
+    if not GRANULARITIES[granularity].per_layer:
         return [int(mask.sum())]
     return [int(x) for x in mask.reshape(mask.shape[0], -1).sum(1)]
 

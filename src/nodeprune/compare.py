@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .ablations import Ablator
+from .ablator import Ablator
 from .baselines.attribution import ATTRIBUTION_GRANULARITIES, attribution_scores
 from .baselines.cost import Cost, measure
 from .baselines.report import central_claim, claim_text, compare_table, write_outputs
@@ -53,7 +53,7 @@ from .evaluation import evaluate_gates
 from .granularity import GRANULARITIES
 from .intervention import GatedModel
 from .models import LoadedModel
-from .task_data import build_task_data
+from .splits import build_task_data
 from .tasks import Task, resolve_task
 
 METHODS = {
@@ -377,11 +377,3 @@ class Comparison:
             rows.append(row)
         claim = central_claim(multi, coarse) if coarse is not None else {}
         return CompareResult(rows, curves, claim, circuits)
-
-
-# -- command line (in baselines/command.py, to keep this module small) ------------
-def add_compare_parser(sub: Any) -> None:
-    """Add ``nodeprune compare`` to the ``nodeprune`` subcommands."""
-    from .baselines.command import add_compare_parser as add
-
-    add(sub)

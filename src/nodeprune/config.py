@@ -52,6 +52,10 @@ class _TorchDtypes(Mapping[str, Any]):
 #: size normalisation, a larger weight makes AdamW prune faster than the KL signal can
 #: hold important nodes, and the binarised circuit loses faithfulness.
 DEFAULT_LAM_G = {g: 0.2 for g in GRANULARITIES}
+#: ``--dtype`` values: the dtype of the model weights.
+DTYPES: Mapping[str, Any] = _TorchDtypes(
+    {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+)
 #: ``--autocast`` values: the dtype torch.autocast runs the training passes in.
 AUTOCAST_DTYPES: Mapping[str, Any] = _TorchDtypes(
     {"off": None, "bfloat16": "bfloat16", "float16": "float16"}
@@ -115,7 +119,6 @@ class DiscoveryConfig:
     def validate(self) -> DiscoveryConfig:
         from .ablations import parse_ablation
         from .gates import LOG_ALPHA_LIMIT
-        from .models import DTYPES
 
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in check_types(current, "config").items():
@@ -204,6 +207,54 @@ class DiscoveryConfig:
         if isinstance(data, dict) and "data_seed" not in data and "seed" in data:
             data = {**data, "data_seed": data["seed"]}
         return cls.from_dict(data, source)
+
+
+#: How a per-granularity weight is spelt as one flat key: ``lam_g.<granularity>`` (the
+#: flags' destinations, the sweep axes, the result table's columns).
+LAM_G_PREFIX = "lam_g."
+
+
+def lam_g_key(key: str) -> str | None:
+    """The granularity of a flat ``lam_g.<granularity>`` key, else None."""
+    return key[len(LAM_G_PREFIX) :] if key.startswith(LAM_G_PREFIX) else None
+
+
+def setting(config: Mapping[str, Any], key: str) -> Any:
+    """A config dict's value of a plain key or of a flat ``lam_g.<granularity>`` key."""
+    granularity = lam_g_key(key)
+    if granularity is not None:
+        return (config.get("lam_g") or {}).get(granularity)
+    return config.get(key)
+
+
+def merge_settings(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over``'s settings over ``base``'s; the [lam_g] tables are merged key by key, and
+    ``over`` may spell weights as flat ``lam_g.<granularity>`` keys (flags do). Keys that
+    are no DiscoveryConfig field are kept as they are (from_dict refuses them)."""
+    out = dict(base)
+    lam_g = dict(base.get("lam_g") or {})
+    for key, value in over.items():
+        granularity = lam_g_key(key)
+        if granularity is not None:
+            lam_g[granularity] = value
+        elif key == "lam_g":
+            lam_g.update(value or {})
+        else:
+            out[key] = value
+    if lam_g or "lam_g" in base:
+        out["lam_g"] = lam_g
+    return out
+
+
+def layered_settings(data: dict[str, Any], flags: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The one config layering: a settings table (a TOML file's, or empty), then the
+    flags given on the command line (argparse destinations: DiscoveryConfig fields and
+    ``lam_g.<granularity>``; others are ignored). Defaults are not filled in."""
+    if not isinstance(data.get("lam_g", {}), dict):
+        raise NodepruneError(f"{source}: lam_g must be a table ([lam_g]) of granularity = weight")
+    known = {f.name for f in fields(DiscoveryConfig)}
+    given = {k: v for k, v in flags.items() if k in known or lam_g_key(k) is not None}
+    return merge_settings(data, given)
 
 
 def _show(value: Any) -> str:

@@ -25,10 +25,11 @@ import torch
 from torch import Tensor
 
 from .circuit import make_consistent
+from .granularity import where
 from .metrics import cmd, cpr
 
-#: The finest units over which "fraction of nodes kept" is counted.
-UNIT_GRANULARITIES = ("attention_neuron", "mlp_neuron")
+#: The finest units over which "fraction of nodes kept" is counted (Granularity.units).
+UNIT_GRANULARITIES = where(units=True)
 #: Metrics copied from an evaluation into each curve point.
 POINT_METRICS = ("normalized_faithfulness", "kl", "accuracy", "logit_diff", "exact_match")
 

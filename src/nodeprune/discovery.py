@@ -7,34 +7,43 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from .ablations import Ablator
+from .ablator import Ablator
 from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    DAMAGED_ERRORS,
     TASK_CHECKSUM,
     RunInterrupted,
     StopOnSignal,
-    has_checkpoint,
+    check_compatible,
+    checkpoint_note,
+    damaged,
+    read_checkpoint,
     read_meta,
-    restore_discovery,
-    save_discovery,
+    save_state,
     task_file_sha256,
 )
 from .circuit import Circuit, full_masks, make_consistent
 from .config import AUTOCAST_DTYPES, DiscoveryConfig
 from .errors import NodepruneError
 from .evaluation import evaluate_gates
-from .export import BOS_KEY, prompts_start_with_bos
+from .export_eap import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
+from .granularity import GRANULARITIES
 from .health import NumericalError, check_step
 from .intervention import GatedModel
+from .loop_state import load_optimizer, load_rng, optimizer_state, rng_state
 from .models import LoadedModel
 from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
 from .optim import build_optimizer
+from .splits import TaskData, build_task_data
 from .targets import (
     Selection,
     SparsityController,
@@ -43,22 +52,8 @@ from .targets import (
     select_threshold,
     target_from_config,
 )
-from .task_data import TaskData, build_task_data
 from .tasks import Task, resolve_task
-
-SHORT = {
-    "embedding": "emb",
-    "layer": "lay",
-    "attention_block": "attn",
-    "mlp_block": "mlp",
-    "attention_head": "head",
-    "attention_neuron": "an",
-    "mlp_neuron": "mn",
-    "mlp_output": "mo",
-}
-
-
-SCORED_GRANULARITIES = ("layer", "attention_block", "mlp_block", "attention_head")
+from .version import __version__
 
 
 @dataclass
@@ -292,7 +287,7 @@ class Discovery:
                 bar.update(1)
                 bar.set_postfix_str(
                     f"loss {log.loss:.3f} kl {log.kl:.3f} "
-                    + " ".join(f"{SHORT[g]} {v:.2f}" for g, v in log.kept.items())
+                    + " ".join(f"{GRANULARITIES[g].short} {v:.2f}" for g, v in log.kept.items())
                 )
                 if on_step is not None:
                     on_step(self)
@@ -313,13 +308,79 @@ class Discovery:
         bar.close()
         return self.circuit()
 
+    # -- checkpoints: the loop says what its state is; checkpoint.py does the files ------
+    def model_identity(self) -> dict[str, Any]:
+        return {"name": self.loaded.name, "dims": self.loaded.dims.to_dict()}
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The whole run state: tensors, and plain JSON values."""
+        opt_tensors, opt_plain = optimizer_state(self.optimizer)
+        rng_tensors, rng_plain = rng_state(self.generator, self.loaded.device)
+        tensors = {
+            "gates.log_alpha": self.gates.log_alpha.detach(),
+            "data.order": self.order,
+            **opt_tensors,
+            **rng_tensors,
+        }
+        meta = {
+            "format_version": CHECKPOINT_FORMAT,
+            "nodeprune_version": __version__,
+            "step": self.step,
+            "cursor": self.cursor,
+            "config": self.config.to_dict(),
+            "model": self.model_identity(),
+            "optimizer": opt_plain,
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_plain,
+            "history": [asdict(h) for h in self.history],
+            "train_seconds": self.train_seconds,
+            TASK_CHECKSUM: task_file_sha256(self.task),
+        }
+        return tensors, meta
+
+    def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any], folder: Path) -> None:
+        """Put back a state written by :meth:`state` (checked against this run first)."""
+        try:
+            check_compatible(self.config.to_dict(), self.model_identity(), self.task, meta, folder)
+            log_alpha = tensors["gates.log_alpha"]
+            if log_alpha.shape != self.gates.log_alpha.shape:
+                raise ValueError(f"gate logits have shape {tuple(log_alpha.shape)}")
+            if not torch.isfinite(log_alpha).all():
+                raise ValueError("gate logits are not finite")
+            order = tensors["data.order"]
+            n = len(self.data.train)
+            if order.dtype != torch.long or order.dim() != 1 or len(order) not in (0, n):
+                raise ValueError("the data order does not fit the training set")
+            if len(order) and not torch.equal(order.sort().values, torch.arange(n)):
+                raise ValueError("the data order is not a permutation of the training set")
+            step, cursor = meta["step"], meta["cursor"]
+            if not (isinstance(step, int) and 0 <= step <= self.config.steps):
+                raise ValueError(f"step {step!r} is out of range")
+            if not (isinstance(cursor, int) and 0 <= cursor <= len(order)):
+                raise ValueError(f"cursor {cursor!r} is out of range")
+            history = [StepLog(**h) for h in meta["history"]]
+            with torch.no_grad():
+                self.gates.log_alpha.copy_(log_alpha.to(self.gates.log_alpha.device))
+            load_optimizer(self.optimizer, tensors, meta["optimizer"])
+            self.scheduler.load_state_dict(meta["scheduler"])
+            load_rng(self.generator, self.loaded.device, tensors, meta["rng"])
+            self.order = order.clone()
+            self.cursor = cursor
+            self.step = step
+            self.history = history
+            self.train_seconds = float(meta["train_seconds"])
+        except DAMAGED_ERRORS as exc:
+            raise damaged(folder, f"{type(exc).__name__}: {exc}") from exc
+
     def save_checkpoint(self, folder: str | Path) -> Path:
         """Write the whole run state to ``folder``/checkpoint.{safetensors,json}."""
-        return save_discovery(self, folder)
+        tensors, meta = self.state()
+        return save_state(folder, tensors, meta, self.step)
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Continue from a checkpoint; config and model must be the checkpoint's."""
-        restore_discovery(self, folder)
+        folder = Path(folder)
+        self.restore(*read_checkpoint(folder), folder)
         if self.controller is not None:
             # The controller's state is a function of its measurements, which the
             # history holds exactly: replaying them restores it bit for bit.
@@ -384,7 +445,7 @@ class Discovery:
             scores = {
                 g: la.cpu().tolist()
                 for g, la in self.gates.log_alphas().items()
-                if g in SCORED_GRANULARITIES
+                if GRANULARITIES[g].scored
             }
         first_tokens = torch.cat([self.data.train.clean_ids[:, 0], self.data.test.clean_ids[:, 0]])
         c.extra = {
@@ -427,19 +488,6 @@ class Discovery:
             "final_sparsity_weight": self.controller.weight,
             **self.selection.to_json(),
         }
-
-
-def checkpoint_note(folder: str | Path | None) -> str:
-    """Where the last good checkpoint of a run that stopped is, for error messages."""
-    if folder is None:
-        return "no checkpoint was kept (pass a checkpoint folder to keep one)"
-    if not has_checkpoint(folder):
-        return f"no checkpoint had been written to {folder} yet"
-    try:
-        step = read_meta(folder)["step"]
-    except (NodepruneError, KeyError):
-        step = "?"
-    return f"the last good checkpoint (after step {step}) is kept in {folder}"
 
 
 def discover(

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .ablations import Ablator
-from .data import PromptBatch
+from .ablator import Ablator
 from .intervention import GatedModel
 from .objective import kl_full_to_circuit
+from .prompts import PromptBatch
 from .tasks.base import Task
 
 METRIC_KEYS = (
@@ -164,7 +164,7 @@ def evaluate_circuit(
     prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones.
     ``check_name=False`` accepts the same model under another name or path."""
     from .config import DiscoveryConfig
-    from .task_data import build_task_data
+    from .splits import build_task_data
     from .tasks import resolve_task
 
     circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)

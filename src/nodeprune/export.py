@@ -15,274 +15,52 @@ head of a pruned attention block or layer is pruned even where head gates were o
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .architectures.base import ArchitectureAdapter
 from .circuit import Circuit
 from .errors import NodepruneError
+from .export_eap import (
+    BOS_KEY,
+    BOS_NOTE,
+    PARALLEL_FAMILIES,
+    bos_fields,
+    eap_config,
+    eap_edges,
+    eap_graph,
+    eap_node_names,
+    guess_parallel_attn_mlp,
+    node_kept,
+    node_neurons,
+    node_scores,
+    prompts_start_with_bos,
+    resolve_parallel,
+)
+from .export_tl import tl_hooks
+from .fsutil import write_json
 from .suggest import closest
 
-#: Families whose attention and MLP read the same residual stream (parallel blocks).
-PARALLEL_FAMILIES = ("pythia", "neox", "gpt-j", "gptj", "falcon", "phi-1", "phi-2")
-# The TransformerLens hook names are the same for every family nodeprune supports.
-_HOOKS = ArchitectureAdapter()
-#: The key in ``Circuit.extra`` that records whether the prompts began with a BOS token.
-BOS_KEY = "prompts_start_with_bos"
-BOS_NOTE = (
-    "EAP-IG and the MIB circuit track prepend a BOS token to every prompt; nodeprune "
-    "feeds the prompts as its tokenizer encodes them (a BOS token only where the "
-    "tokenizer adds one). prompts_start_with_bos says which the circuit was found with "
-    "(null: the circuit file predates that record)."
-)
-
-
-def guess_parallel_attn_mlp(model_name: str) -> bool:
-    name = model_name.lower()
-    return any(f in name for f in PARALLEL_FAMILIES)
-
-
-def prompts_start_with_bos(first_tokens: Any, tokenizer: object) -> bool:
-    """Whether every prompt's first token is the tokenizer's BOS token (``first_tokens``:
-    the first token id of each prompt)."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is None:
-        return False
-    values = [int(t) for t in first_tokens]
-    return bool(values) and all(t == int(bos) for t in values)
-
-
-def bos_fields(circuit: Circuit) -> dict[str, Any]:
-    """What the written files say about BOS tokens."""
-    value = circuit.extra.get(BOS_KEY)
-    return {
-        BOS_KEY: value if isinstance(value, bool) else None,
-        "eap_ig_prepends_bos": True,
-        "bos_note": BOS_NOTE,
-    }
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def eap_node_names(n_layers: int, n_heads: int) -> list[str]:
-    """EAP-IG's nodes in its order: input, then per layer its heads and its MLP, logits."""
-    names = ["input"]
-    for i in range(n_layers):
-        names += [f"a{i}.h{h}" for h in range(n_heads)] + [f"m{i}"]
-    return names + ["logits"]
-
-
-def eap_edges(n_layers: int, n_heads: int, parallel: bool) -> list[tuple[str, str, str]]:
-    """EAP-IG's edges in its order, as (parent, child, suffix); the suffix is ``<q>``,
-    ``<k>`` or ``<v>`` into heads and empty otherwise."""
-    edges: list[tuple[str, str, str]] = []
-    residual = ["input"]
-    for i in range(n_layers):
-        heads = [f"a{i}.h{h}" for h in range(n_heads)]
-        for parent in residual:
-            for head in heads:
-                edges += [(parent, head, f"<{x}>") for x in "qkv"]
-        if parallel:
-            edges += [(parent, f"m{i}", "") for parent in residual]
-            residual = residual + heads
-        else:
-            residual = residual + heads
-            edges += [(parent, f"m{i}", "") for parent in residual]
-        residual.append(f"m{i}")
-    edges += [(parent, "logits", "") for parent in residual]
-    return edges
-
-
-def node_kept(circuit: Circuit) -> dict[str, bool]:
-    """Each EAP-IG node's membership under the effective masks (``logits`` always in)."""
-    dims, masks = circuit.dims, circuit.effective_masks()
-    kept = {"input": bool(masks["embedding"][0]), "logits": True}
-    for i in range(dims.n_layers):
-        for h in range(dims.n_heads):
-            kept[f"a{i}.h{h}"] = bool(masks["attention_head"][i, h])
-        kept[f"m{i}"] = bool(masks["mlp_block"][i])
-    return kept
-
-
-def node_scores(circuit: Circuit, log_alphas: dict[str, Any] | None = None) -> dict[str, float]:
-    """A score in [0, 1] per head and MLP node: the sigmoid of its final log-alpha capped
-    by its ancestors' (a node is only as open as its most closed ancestor). Non-negative,
-    so tools that rank by absolute score (MIB does) keep the order. Nodes without a
-    stored log-alpha score 1 when kept and 0 when pruned, and so does a node that the
-    effective masks prune although its own gates are open (all its neurons pruned):
-    it scores as its kept state says. ``log_alphas`` (final log-alpha per granularity)
-    replaces the scores stored in the circuit."""
-    dims = circuit.dims
-    source = log_alphas if log_alphas is not None else circuit.extra.get("scores", {})
-    stored = {g: np.asarray(v, dtype=float) for g, v in source.items()}
-    big = np.full(dims.n_layers, math.inf)
-    layer = stored.get("layer", big)
-    attn = np.minimum(stored.get("attention_block", big), layer)
-    mlp = np.minimum(stored.get("mlp_block", big), layer)
-    heads = np.minimum(
-        stored.get("attention_head", np.full((dims.n_layers, dims.n_heads), math.inf)),
-        attn[:, None],
-    )
-    kept = node_kept(circuit)
-
-    def score(name: str, la: float) -> float:
-        if not math.isfinite(la):
-            return float(kept[name])
-        value = float(_sigmoid(la))
-        # An open gate on a node pruned through its children must not rank it with the
-        # kept nodes (nor a closed one on a kept node, in a hand-made circuit).
-        return value if (value > 0.5) == kept[name] else float(kept[name])
-
-    out: dict[str, float] = {}
-    for i in range(dims.n_layers):
-        for h in range(dims.n_heads):
-            out[f"a{i}.h{h}"] = score(f"a{i}.h{h}", heads[i, h])
-        out[f"m{i}"] = score(f"m{i}", mlp[i])
-    out["input"] = float(kept["input"])
-    out["logits"] = 1.0
-    return out
-
-
-def eap_config(circuit: Circuit, parallel: bool) -> dict[str, Any]:
-    dims = circuit.dims
-    return {
-        "n_layers": dims.n_layers,
-        "n_heads": dims.n_heads,
-        "parallel_attn_mlp": parallel,
-        "d_model": dims.d_model,
-    }
-
-
-def resolve_parallel(circuit: Circuit, parallel_attn_mlp: bool | None) -> bool:
-    if parallel_attn_mlp is None:
-        return guess_parallel_attn_mlp(circuit.model)
-    return parallel_attn_mlp
-
-
-def node_neurons(circuit: Circuit) -> dict[str, list[Any]]:
-    """EAP-IG's ``neurons`` entry of each node but ``logits``, in the layout its
-    ``Graph.from_json`` reads: an MLP's or the input's ``[d_model]`` list, and for a
-    head its whole layer's ``[n_heads][d_model]`` block (EAP-IG stores a layer's heads
-    as one slice and assigns each head node's entry to that slice, so every head of a
-    layer carries the same block, row h for head h). An MLP's kept entries are its kept
-    output dimensions (``mlp_output``); a head's and the input's are all true when kept:
-    nodeprune gates a head inside its ``d_head`` space, which is not a set of residual
-    dimensions, so a partly pruned head exports as whole. Every node gets an entry:
-    EAP-IG gives a node without one no neurons, which ablates all of its output."""
-    dims = circuit.dims
-    masks = circuit.effective_masks()
-    kept = node_kept(circuit)
-    out: dict[str, list[Any]] = {"input": [kept["input"]] * dims.d_model}
-    for i in range(dims.n_layers):
-        block = [[kept[f"a{i}.h{h}"]] * dims.d_model for h in range(dims.n_heads)]
-        for h in range(dims.n_heads):
-            out[f"a{i}.h{h}"] = block
-        out[f"m{i}"] = [bool(x) for x in masks["mlp_output"][i].tolist()]
-    return out
-
-
-def eap_graph(
-    circuit: Circuit, parallel_attn_mlp: bool | None = None, neurons: bool = False
-) -> dict[str, Any]:
-    """The EAP-IG graph JSON. Edge scores are min(parent score, child score) of
-    :func:`node_scores`. With ``neurons``, every node also gets EAP-IG's per-``d_model``
-    neuron mask (:func:`node_neurons`)."""
-    dims = circuit.dims
-    parallel = resolve_parallel(circuit, parallel_attn_mlp)
-    scores = node_scores(circuit)
-    kept = node_kept(circuit)
-    edges = {
-        f"{p}->{c}{s}": {"score": min(scores[p], scores[c]), "in_graph": kept[p] and kept[c]}
-        for p, c, s in eap_edges(dims.n_layers, dims.n_heads, parallel)
-    }
-    per_node = node_neurons(circuit) if neurons else {}
-    nodes: dict[str, dict[str, Any]] = {}
-    for name in eap_node_names(dims.n_layers, dims.n_heads):
-        entry: dict[str, Any] = {"in_graph": kept[name]}
-        if name != "logits":
-            entry["score"] = scores[name]
-        if name in per_node:
-            entry["neurons"] = per_node[name]
-        nodes[name] = entry
-    return {
-        "cfg": eap_config(circuit, parallel),
-        "nodes": nodes,
-        "edges": edges,
-        "metadata": {
-            "source": "nodeprune",
-            "model": circuit.model,
-            "task": circuit.task,
-            "ablation": circuit.ablation,
-            "scores": "sigmoid of the final gate log-alpha, capped by ancestors; edge = "
-            "min of its two nodes",
-            **bos_fields(circuit),
-        },
-    }
-
-
-def _kept_indices(mask: Any) -> list[int]:
-    return [int(i) for i in mask.nonzero().flatten().tolist()]
-
-
-def tl_hooks(circuit: Circuit) -> dict[str, Any]:
-    """The TransformerLens hooks of the kept nodes. Each entry names a node, its hook
-    and the indices kept there: ``head`` and ``dims`` (kept ``d_head`` positions) on
-    ``blocks.L.attn.hook_z`` (shape [batch, pos, head, d_head]); ``neurons`` on
-    ``blocks.L.mlp.hook_post``; ``dims`` on ``blocks.L.hook_mlp_out`` when some MLP
-    output dimensions are pruned."""
-    dims, masks = circuit.dims, circuit.effective_masks()
-    entries: list[dict[str, Any]] = []
-    if bool(masks["embedding"][0]):
-        entries.append({"node": "input", "hook": _HOOKS.hook_name("embed", 0)})
-    for i in range(dims.n_layers):
-        for h in range(dims.n_heads):
-            if bool(masks["attention_head"][i, h]):
-                entries.append(
-                    {
-                        "node": f"a{i}.h{h}",
-                        "hook": _HOOKS.hook_name("attn_z", i),
-                        "layer": i,
-                        "head": h,
-                        "dims": _kept_indices(masks["attention_neuron"][i, h]),
-                    }
-                )
-        if bool(masks["mlp_block"][i]):
-            entries.append(
-                {
-                    "node": f"m{i}",
-                    "hook": _HOOKS.hook_name("mlp_hidden", i),
-                    "layer": i,
-                    "neurons": _kept_indices(masks["mlp_neuron"][i]),
-                }
-            )
-            out_dims = _kept_indices(masks["mlp_output"][i])
-            if len(out_dims) < dims.d_model:
-                entries.append(
-                    {
-                        "node": f"m{i}",
-                        "hook": _HOOKS.hook_name("mlp_out", i),
-                        "layer": i,
-                        "dims": out_dims,
-                    }
-                )
-    return {
-        "model": circuit.model,
-        "task": circuit.task,
-        "hook_names": sorted({e["hook"] for e in entries}, key=_hook_order),
-        "nodes": entries,
-    }
-
-
-def _hook_order(name: str) -> tuple[int, str]:
-    parts = name.split(".")
-    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1, name)
+__all__ = [
+    "BOS_KEY",
+    "BOS_NOTE",
+    "EXPORT_FORMATS",
+    "PARALLEL_FAMILIES",
+    "bos_fields",
+    "eap_config",
+    "eap_edges",
+    "eap_graph",
+    "eap_node_names",
+    "export_circuit",
+    "guess_parallel_attn_mlp",
+    "node_kept",
+    "node_neurons",
+    "node_scores",
+    "prompts_start_with_bos",
+    "resolve_parallel",
+    "tl_hooks",
+    "write_export",
+]
 
 
 def _mib(circuit: Circuit, **options: Any) -> dict[str, Any]:
@@ -323,14 +101,6 @@ def export_circuit(circuit: Circuit, fmt: str, **options: Any) -> dict[str, Any]
     return EXPORT_FORMATS[fmt](circuit, **_options(fmt, options))
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """The one place exports reach the disk: atomically and never through a link, so a
-    failed write leaves no 0-byte or half-written file (see fsutil)."""
-    from .fsutil import atomic_write
-
-    return atomic_write(path, json.dumps(data) + "\n")
-
-
 def write_export(circuit: Circuit, fmt: str, out: str | Path, **options: Any) -> Path:
     """Write one format to ``out``: a file, or for ``mib`` the submission folder, under
     which ``<task>_<model>/importances.json`` is written. Returns the file written."""
@@ -339,4 +109,6 @@ def write_export(circuit: Circuit, fmt: str, out: str | Path, **options: Any) ->
         from .export_mib import write_mib
 
         return write_mib(circuit, out, **_options(fmt, options))[0]
-    return write_json(Path(out), export_circuit(circuit, fmt, **options))
+    # Atomically and never through a link, so a failed write leaves no 0-byte or
+    # half-written file (see fsutil).
+    return write_json(Path(out), export_circuit(circuit, fmt, **options), indent=None)

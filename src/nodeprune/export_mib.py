@@ -51,7 +51,7 @@ from torch import Tensor
 
 from .circuit import Circuit, make_consistent
 from .errors import NodepruneError
-from .export import (
+from .export_eap import (
     bos_fields,
     eap_config,
     eap_edges,
@@ -60,7 +60,7 @@ from .export import (
     node_scores,
     resolve_parallel,
 )
-from .granularity import GRANULARITIES
+from .granularity import GRANULARITIES, where
 
 #: MIB's task names (folder spelling: hyphens).
 MIB_TASKS = (
@@ -286,10 +286,10 @@ def mib_graph(
 
 def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:
     """Write ``out/<task>_<model>/importances.json``; (its path, its content)."""
-    from .export import write_json
+    from .fsutil import write_json
 
     folder, doc = mib_graph(circuit, **options)
-    return write_json(Path(out) / folder / IMPORTANCE_FILE, doc), doc
+    return write_json(Path(out) / folder / IMPORTANCE_FILE, doc, indent=None), doc
 
 
 def order_decided_sizes(doc: dict[str, Any]) -> list[float]:
@@ -300,5 +300,5 @@ def order_decided_sizes(doc: dict[str, Any]) -> list[float]:
 def _coarse(log_alphas: dict[str, Tensor] | None) -> dict[str, Any] | None:
     if log_alphas is None:
         return None
-    coarse = ("layer", "attention_block", "mlp_block", "attention_head")
+    coarse = where(scored=True)
     return {g: log_alphas[g].tolist() for g in coarse if g in log_alphas}

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import NodepruneError
 
@@ -229,6 +231,14 @@ def atomic_write(path: str | Path, data: bytes | str, root: str | Path | None = 
     commit(write_temp(p, data, root), p)
     sync_folder(p.parent)
     return p
+
+
+def write_json(
+    path: str | Path, data: Any, indent: int | None = 1, root: str | Path | None = None
+) -> Path:
+    """``data`` as JSON (one trailing newline) through :func:`atomic_write`: the one way
+    nodeprune's JSON files (circuits, tables, exports) reach the disk."""
+    return atomic_write(path, json.dumps(data, indent=indent) + "\n", root=root)
 
 
 def check_writable(folder: str | Path, what: str = "the output folder", need: int = 0) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from .errors import NodepruneError
@@ -18,12 +19,64 @@ if TYPE_CHECKING:  # importing the architectures imports torch: not for the CLI'
     from .architectures.base import ModelDims
 
 
+#: The activation sites a gate can act on, in forward order (hooks: intervention.py;
+#: each adapter says which module holds each site):
+#:
+#: * ``embed``      token-embedding output              [B, T, d_model]
+#: * ``attn_z``     input of the attention output proj  [B, T, n_heads * head_dim]
+#: * ``mlp_hidden`` input of the MLP down projection    [B, T, d_mlp]
+#: * ``mlp_out``    output of the MLP block             [B, T, d_model]
+SITES = ("embed", "attn_z", "mlp_hidden", "mlp_out")
+#: Sites reached from another site through an affine map: the MLP output is the down
+#: projection of the MLP hidden neurons. Their common ancestors' gates must act at one
+#: of the two only (intervention.site_plan decides which, by the ablation).
+AFFINE_AFTER = {"mlp_out": "mlp_hidden"}
+
+
 @dataclass(frozen=True)
 class Granularity:
+    """One kind of node, with every fact of the method about it (everything else reads
+    these; adding a granularity is one entry in ``_ALL``)."""
+
     name: str
     parent: str | None
     shape: Callable[[ModelDims], tuple[int, ...]]
     description: str
+    #: Progress-bar label.
+    short: str
+    #: Label in figures and tables (plural where it names many nodes).
+    label: str
+    #: The site whose activation the node's own gate multiplies, one gate per dimension
+    #: of it; None for nodes that act through their descendants' sites.
+    site: str | None = None
+    #: One node per layer (leading dimension n_layers); False for the embedding.
+    per_layer: bool = True
+    #: The node is made of its children (a layer is its attention and its MLP), so it is
+    #: pruned only when all of them are; otherwise each enabled child granularity is a
+    #: complete view of it, any of which fully pruned prunes it (circuit.make_consistent).
+    made_of_children: bool = False
+    #: Its final gate log-alphas are stored with the circuit (``extra["scores"]``, ROC
+    #: curves, MIB node scores); finer nodes are too many.
+    scored: bool = False
+    #: One node per activation dimension (thousands): stability keeps per-layer
+    #: frequencies of these, per-node ones of the others.
+    neurons: bool = False
+    #: Counted in "fraction of nodes kept" (curves.py): the finest units heads and MLP
+    #: blocks are made of.
+    units: bool = False
+    #: Gated by the coarse-pruning baseline (``nodeprune compare``).
+    coarse: bool = False
+    #: The attribution baseline's score of a node: the sum of the gate gradients of this
+    #: site granularity inside it (None: not scored by attribution).
+    attribution: str | None = None
+    #: Column header in the compare table (None: no column).
+    column: str | None = None
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions of its gate tensor (the same for every model)."""
+        any_dims = SimpleNamespace(n_layers=1, n_heads=1, head_dim=1, d_mlp=1, d_model=1)
+        return len(self.shape(any_dims))  # type: ignore[arg-type]
 
     def size(self, dims: ModelDims) -> int:
         n = 1
@@ -33,31 +86,77 @@ class Granularity:
 
 
 _ALL = (
-    Granularity("embedding", None, lambda d: (1,), "the token embedding"),
-    Granularity("layer", None, lambda d: (d.n_layers,), "a whole layer (attention and MLP)"),
-    Granularity("attention_block", "layer", lambda d: (d.n_layers,), "a layer's attention"),
-    Granularity("mlp_block", "layer", lambda d: (d.n_layers,), "a layer's MLP"),
-    Granularity("attention_head", "attention_block", lambda d: (d.n_layers, d.n_heads), "one head"),
     Granularity(
-        "attention_neuron",
-        "attention_head",
-        lambda d: (d.n_layers, d.n_heads, d.head_dim),
+        "embedding", None, lambda d: (1,), "the token embedding",
+        short="emb", label="embedding", site="embed", per_layer=False,
+    ),
+    Granularity(
+        "layer", None, lambda d: (d.n_layers,), "a whole layer (attention and MLP)",
+        short="lay", label="layer", made_of_children=True, scored=True,
+    ),
+    Granularity(
+        "attention_block", "layer", lambda d: (d.n_layers,), "a layer's attention",
+        short="attn", label="attention block", scored=True,
+    ),
+    Granularity(
+        "mlp_block", "layer", lambda d: (d.n_layers,), "a layer's MLP",
+        short="mlp", label="MLP block", scored=True, coarse=True,
+        attribution="mlp_output", column="MLP blocks",
+    ),
+    Granularity(
+        "attention_head", "attention_block", lambda d: (d.n_layers, d.n_heads), "one head",
+        short="head", label="heads", scored=True, coarse=True,
+        attribution="attention_neuron", column="heads",
+    ),
+    Granularity(
+        "attention_neuron", "attention_head", lambda d: (d.n_layers, d.n_heads, d.head_dim),
         "one dimension of a head's output, before the output projection",
+        short="an", label="attention neurons", site="attn_z", neurons=True, units=True,
+        attribution="attention_neuron", column="attn neurons",
     ),
     Granularity(
-        "mlp_neuron", "mlp_block", lambda d: (d.n_layers, d.d_mlp), "one MLP hidden neuron"
+        "mlp_neuron", "mlp_block", lambda d: (d.n_layers, d.d_mlp), "one MLP hidden neuron",
+        short="mn", label="MLP neurons", site="mlp_hidden", neurons=True, units=True,
+        attribution="mlp_neuron", column="MLP neurons",
     ),
     Granularity(
-        "mlp_output", "mlp_block", lambda d: (d.n_layers, d.d_model), "one MLP output dimension"
+        "mlp_output", "mlp_block", lambda d: (d.n_layers, d.d_model),
+        "one MLP output dimension",
+        short="mo", label="MLP output dims", site="mlp_out", neurons=True,
     ),
-)
+)  # fmt: skip
 
 #: Registry, in topological order (parents before children).
 GRANULARITIES: dict[str, Granularity] = {g.name: g for g in _ALL}
 
 
-def granularity_names() -> list[str]:
-    return list(GRANULARITIES)
+def where(**facts: object) -> tuple[str, ...]:
+    """The granularities (registry order) with the given facts, e.g. ``where(units=True)``."""
+    return tuple(
+        g.name for g in _ALL if all(getattr(g, key) == value for key, value in facts.items())
+    )
+
+
+def ancestors(name: str) -> list[str]:
+    """Parent, grandparent, ... of ``name``."""
+    out = []
+    parent = GRANULARITIES[name].parent
+    while parent is not None:
+        out.append(parent)
+        parent = GRANULARITIES[parent].parent
+    return out
+
+
+def site_granularity(site: str) -> str:
+    """The granularity whose own gates act at ``site`` (one per dimension)."""
+    return next(g.name for g in _ALL if g.site == site)
+
+
+def site_granularities(site: str) -> tuple[str, ...]:
+    """The granularities whose gates act through ``site``: its own and its ancestors."""
+    own = site_granularity(site)
+    reach = {own, *ancestors(own)}
+    return tuple(g for g in GRANULARITIES if g in reach)
 
 
 def children(name: str) -> list[str]:

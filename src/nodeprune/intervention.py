@@ -1,12 +1,7 @@
 """Hooks that record or gate the activations at nodeprune's sites, in place.
 
-A *site* is one activation tensor that a family of gates acts on:
-
-* ``embed``      token-embedding output              [B, T, d_model]
-* ``attn_z``     input of the attention output proj  [B, T, n_heads * head_dim]
-* ``mlp_hidden`` input of the MLP down projection    [B, T, d_mlp]
-* ``mlp_out``    output of the MLP block             [B, T, d_model]
-
+A *site* is one activation tensor that a family of gates acts on (the sites and the
+granularities gated at each are in granularity.py: ``SITES``, ``Granularity.site``).
 Gating mixes a site with its ablated value, ``a + m * (x - a)``, on the ordinary
 forward pass: no copy of the residual stream is kept per node.
 """
@@ -20,74 +15,68 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .ablations import Ablated, Ablation, SiteKey, parse_ablation
 from .errors import NodepruneError
 from .gates import effective_gates
-from .granularity import GRANULARITIES
+from .granularity import (
+    AFFINE_AFTER,
+    GRANULARITIES,
+    SITES,
+    site_granularities,
+    site_granularity,
+)
 from .models import LoadedModel
 
-SITES = ("embed", "attn_z", "mlp_hidden", "mlp_out")
-SiteKey = tuple[str, int]  # (site, layer); the embedding is layer 0
-
-#: The granularities whose gates act through each site. A site whose granularities are
-#: all disabled is neither recorded nor gated: it costs nothing.
-SITE_GRANULARITIES = {
-    "embed": ("embedding",),
-    "attn_z": ("layer", "attention_block", "attention_head", "attention_neuron"),
-    "mlp_hidden": ("layer", "mlp_block", "mlp_neuron"),
-    "mlp_out": ("layer", "mlp_block", "mlp_output"),
-}
-#: Ablations under which every site's ablated value is consistent with the ablated
-#: values upstream of it through the MLP's (affine) down projection:
-#: ``down_proj(a_hidden) == a_out`` for the corrupted activations and for the means.
-_AFFINE_CONSISTENT = ("corrupted", "mean")
+__all__ = ["SITES", "Ablated", "GatedModel", "SiteKey", "mix_with_ablated", "site_plan"]
 
 
-def site_plan(enabled: Iterable[str], ablation: str) -> dict[str, tuple[str, bool]]:
+def site_plan(enabled: Iterable[str], ablation: Ablation | str) -> dict[str, tuple[str, bool]]:
     """For each site that gates anything: (the granularity whose gate it applies,
     whether that gate includes its ancestors' gates).
 
     Every gate must act exactly once on the way to the MLP output, or a gate at m
-    would weigh its node by m**2 in training. Under corrupted and mean ablation the
-    layer and MLP-block gates act at the hidden neurons (their effect reaches the
-    output through the affine down projection, whose ablated value they match) and
-    the MLP-output site applies only its own gate, so it is idle unless mlp_output is
-    enabled. Under zero ablation a zeroed hidden layer still leaves the projection's
-    bias, so there the block and layer gates act at the MLP output instead and the
-    hidden site applies only the neuron gates.
+    would weigh its node by m**2 in training. Where one site is reached from another
+    through an affine map (AFFINE_AFTER: the MLP output from the hidden neurons through
+    the down projection), their common ancestors' gates (layer, MLP block) act at the
+    upstream site when the ablation is affine-consistent (corrupted, mean: their effect
+    reaches the output through the projection, whose ablated value they match), and the
+    downstream site applies only its own gate, so it is idle unless that is enabled.
+    Otherwise (zero ablation: a zeroed hidden layer still leaves the projection's bias)
+    they act at the downstream site, and the upstream one applies only its own gate.
     """
+    kind = parse_ablation(ablation)
     on = set(enabled)
+    upstream_sites = set(AFFINE_AFTER.values())
     plan: dict[str, tuple[str, bool]] = {}
-    if "embedding" in on:
-        plan["embed"] = ("embedding", True)
-    if on & set(SITE_GRANULARITIES["attn_z"]):
-        plan["attn_z"] = ("attention_neuron", True)
-    if ablation in _AFFINE_CONSISTENT:
-        if on & set(SITE_GRANULARITIES["mlp_hidden"]):
-            plan["mlp_hidden"] = ("mlp_neuron", True)
-        if "mlp_output" in on:
-            plan["mlp_out"] = ("mlp_output", False)
-    else:
-        if "mlp_neuron" in on:
-            plan["mlp_hidden"] = ("mlp_neuron", False)
-        if on & set(SITE_GRANULARITIES["mlp_out"]):
-            plan["mlp_out"] = ("mlp_output", True)
+    for site in SITES:
+        own = site_granularity(site)
+        only_own = (site in AFFINE_AFTER and kind.affine_consistent) or (
+            site in upstream_sites and not kind.affine_consistent
+        )
+        if only_own:
+            if own in on:
+                plan[site] = (own, False)
+        elif on & set(site_granularities(site)):
+            plan[site] = (own, True)
     return plan
 
 
-def sites_for(granularities: Iterable[str], ablation: str) -> tuple[str, ...]:
+def sites_for(granularities: Iterable[str], ablation: Ablation | str) -> tuple[str, ...]:
     """The sites that gate anything when ``granularities`` are enabled."""
     plan = site_plan(granularities, ablation)
     return tuple(s for s in SITES if s in plan)
 
 
 def site_masks(
-    own: dict[str, Tensor], effective: dict[str, Tensor], n_layers: int, ablation: str
+    own: dict[str, Tensor], effective: dict[str, Tensor], n_layers: int, ablation: Ablation
 ) -> dict[str, Tensor]:
-    """Per-site masks [L, dim] (the embedding: [1, 1]) for the sites that gate anything."""
+    """Per-site masks [L, dim] (a granularity without layers: [1, 1]) for the sites
+    that gate anything."""
     out = {}
     for site, (gran, with_ancestors) in site_plan(own, ablation).items():
         gate = effective[gran] if with_ancestors else own[gran]
-        out[site] = gate.reshape(1, 1) if site == "embed" else gate.reshape(n_layers, -1)
+        per_layer = GRANULARITIES[gran].per_layer
+        out[site] = gate.reshape(n_layers, -1) if per_layer else gate.reshape(1, 1)
     return out
 
 
@@ -119,29 +108,6 @@ def mix_with_ablated(x: Tensor, a: Tensor, m: Tensor) -> Tensor:
     if torch.is_grad_enabled() and (x.requires_grad or m.requires_grad):
         return _MixWithAblated.apply(x, a, m)
     return torch.lerp(a, x, m)
-
-
-@dataclass
-class Ablated:
-    """What a pruned site takes: per-example activations [B, T, dim], a mean [dim],
-    or nothing (zero)."""
-
-    values: dict[SiteKey, Tensor]
-    kind: str  # "corrupted" | "mean" | "zero"
-    #: The values belong to one batch and may be freed once used (corrupted ablation).
-    per_batch: bool = False
-
-    def get(self, key: SiteKey, release: bool = False) -> Tensor | None:
-        if self.kind == "zero":
-            return None
-        value = self.values.pop(key, None) if release else self.values.get(key)
-        if value is None:
-            raise NodepruneError(
-                f"no {self.kind} ablated value for site {key[0]} of layer {key[1]}: the "
-                "GatedModel did not record it (build it with every granularity you gate)"
-                + (" or it was released by an earlier pass" if self.per_batch else "")
-            )
-        return value
 
 
 @dataclass
@@ -304,7 +270,7 @@ class GatedModel:
             )
         like = next(iter(gates.values())) if gates else torch.ones(1)
         effective = effective_gates(gates, self.dims, like)
-        masks = site_masks(gates, effective, self.dims.n_layers, ablated.kind)
+        masks = site_masks(gates, effective, self.dims.n_layers, ablated.ablation)
         release = release_ablated and ablated.per_batch and not self.checkpointing()
         with self._state(GateState("gate", masks, ablated, release)):
             return self.answer_logits(input_ids, attention_mask, answer_pos)

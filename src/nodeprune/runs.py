@@ -47,7 +47,7 @@ from .checkpoint import (
     read_meta,
 )
 from .circuit import Circuit
-from .config import DiscoveryConfig
+from .config import DiscoveryConfig, merge_settings
 from .errors import NodepruneError
 from .fsutil import WriteError, atomic_write, check_writable, sha256_file, sync_folder, warn
 from .runlock import FolderLock
@@ -224,9 +224,7 @@ def resumed_config(out: Path, given: dict[str, Any], source: str) -> DiscoveryCo
     """The checkpoint's config. Settings given again (flags, --config) must agree with it."""
     meta = read_meta(out)
     saved = DiscoveryConfig.from_saved(meta.get("config") or {}, f"{out} checkpoint").validate()
-    merged: dict[str, Any] = {**saved.to_dict(), **given}
-    merged["lam_g"] = {**saved.lam_g, **dict(given.get("lam_g") or {})}
-    now = DiscoveryConfig.from_dict(merged, source).validate()
+    now = DiscoveryConfig.from_dict(merge_settings(saved.to_dict(), given), source).validate()
     diffs = config_differences(saved.to_dict(), now.to_dict())
     if diffs:
         raise NodepruneError(

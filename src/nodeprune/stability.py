@@ -4,7 +4,6 @@ sets of two runs overlap (pairwise Jaccard), per granularity."""
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,13 @@ import numpy as np
 
 from .circuit import Circuit
 from .errors import NodepruneError
-from .granularity import GRANULARITIES
+from .granularity import GRANULARITIES, where
 from .metrics.jaccard import jaccard
 
 STABILITY_FILE = "stability.json"
 #: Granularities whose keep counts are stored node by node; the neuron-level ones are
 #: summarised per layer and by a histogram (tens of thousands of nodes).
-PER_NODE = ("embedding", "layer", "attention_block", "mlp_block", "attention_head")
+PER_NODE = where(neurons=False)
 
 
 def circuit_path(path: str | Path) -> Path:
@@ -118,9 +117,9 @@ def stability_goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def save_stability(result: dict[str, Any], path: str | Path) -> Path:
-    from .fsutil import atomic_write
+    from .fsutil import write_json
 
-    return atomic_write(Path(path), json.dumps(result, indent=1) + "\n")
+    return write_json(Path(path), result)
 
 
 def stability_table(result: dict[str, Any]) -> str:

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .ablations import Ablator
+from .ablator import Ablator
 from .curves import fraction_kept
-from .data import PromptBatch
 from .errors import NodepruneError
 from .evaluation import estimate_faithfulness
 from .intervention import GatedModel
 from .objective import kl_full_to_circuit
+from .prompts import PromptBatch
 from .target_spec import Target, target_from_config
 from .tasks.base import Task
 

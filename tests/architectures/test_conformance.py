@@ -17,7 +17,7 @@ from test_intervention import _batch, _open_gates
 from tiny_models import ROWS, build
 
 from nodeprune import Discovery
-from nodeprune.ablations import Ablator
+from nodeprune.ablator import Ablator
 from nodeprune.architectures import ADAPTERS, get_adapter
 from nodeprune.intervention import GatedModel
 

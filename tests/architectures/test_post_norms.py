@@ -10,7 +10,7 @@ import torch
 from test_intervention import _batch
 from tiny_models import ROWS, build
 
-from nodeprune.ablations import Ablator
+from nodeprune.ablator import Ablator
 from nodeprune.intervention import GatedModel
 
 POST_NORM_ROWS = [r for r in ROWS if "post-norms" in r.features]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from nodeprune.ablations import Ablator
+from nodeprune.ablator import Ablator
 from nodeprune.baselines.attribution import (
     ATTRIBUTION_GRANULARITIES,
     attribution_scores,
@@ -16,7 +16,7 @@ from nodeprune.baselines.attribution import (
 )
 from nodeprune.granularity import GRANULARITIES
 from nodeprune.intervention import GatedModel
-from nodeprune.task_data import build_task_data
+from nodeprune.splits import build_task_data
 from nodeprune.tasks import get_task
 
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from nodeprune.data import encode_examples
 from nodeprune.models import LoadedModel, wrap_model
+from nodeprune.prompts import encode_examples
 from nodeprune.tasks.ioi import IOITask
 
 _CACHE: dict[tuple, LoadedModel] = {}

@@ -111,7 +111,7 @@ def test_generated_prompts_use_start_year_1701_for_the_corruption(tokenizer):
 
 
 def test_metric_without_the_year_extras_says_how_to_encode(tokenizer):
-    from nodeprune.data import encode_examples
+    from nodeprune.prompts import encode_examples
 
     task = GreaterThanTask()
     batch = encode_examples(task.generate(2, random.Random(0), tokenizer), tokenizer)

@@ -9,9 +9,9 @@ import random
 import pytest
 import torch
 
-from nodeprune.data import encode_examples
 from nodeprune.errors import NodepruneError
 from nodeprune.intervention import GatedModel
+from nodeprune.prompts import encode_examples
 from nodeprune.tasks import TASKS, Example, get_task
 
 

@@ -8,7 +8,7 @@ import torch
 
 from nodeprune.errors import NodepruneError
 from nodeprune.intervention import GatedModel
-from nodeprune.task_data import build_task_data, generate_split
+from nodeprune.splits import build_task_data, generate_split
 from nodeprune.tasks import TASKS, get_task
 
 # A random tiny model favours one answer token, so about half the examples are

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from nodeprune.data import single_token_id
 from nodeprune.errors import NodepruneError
+from nodeprune.prompts import single_token_id
 from nodeprune.tasks import TASKS, get_task
 from nodeprune.tasks.docstring import ARG_NAMES
 from nodeprune.tasks.gendered_pronoun import FEMALE_NAMES, MALE_NAMES

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from nodeprune.data import single_token_id
+from nodeprune.prompts import single_token_id
 from nodeprune.tasks import TASKS, get_task
 from nodeprune.tasks.custom import CustomTask, to_example
 from nodeprune.tasks.greater_than import year_scheme

@@ -1,41 +1,14 @@
-"""Registry of architecture adapters, keyed by Hugging Face ``config.model_type``.
+"""Architecture adapters: how nodeprune finds its sites in each model family.
 
-Every model type listed here has a row in tests/architectures/test_conformance.py.
-A model type that is not listed still loads when its modules follow one of these
-adapters' patterns (see ``detect.py``), with a one-line notice.
+The registry (model type -> adapter) is :mod:`.registry`; :func:`get_adapter` picks a
+model's adapter (:mod:`.detect`).
 """
 
 from __future__ import annotations
 
 from .base import ArchitectureAdapter, ModelDims
-from .falcon import FalconAdapter
-from .gemma import GemmaAdapter
-from .gpt2 import GPT2Adapter
-from .gpt_neox import GPTNeoXAdapter
-from .gptj import GPTJAdapter
-from .llama import LlamaAdapter
-from .phi import PhiAdapter
-
-#: In the order unlisted model types are tried against their patterns.
-ADAPTER_LIST: tuple[ArchitectureAdapter, ...] = (
-    LlamaAdapter(),
-    GemmaAdapter(),
-    GPT2Adapter(),
-    GPTNeoXAdapter(),
-    PhiAdapter(),
-    GPTJAdapter(),
-    FalconAdapter(),
-)
-ADAPTERS: dict[str, ArchitectureAdapter] = {
-    t: adapter for adapter in ADAPTER_LIST for t in adapter.model_types
-}
-
-
-def supported_model_types() -> list[str]:
-    return sorted(ADAPTERS)
-
-
-from .detect import get_adapter  # noqa: E402  (detect reads the registry above)
+from .detect import get_adapter
+from .registry import ADAPTER_LIST, ADAPTERS, supported_model_types
 
 __all__ = [
     "ADAPTERS",

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..errors import NodepruneError
-from . import ADAPTER_LIST, ADAPTERS, supported_model_types
 from .base import ArchitectureAdapter
+from .registry import ADAPTER_LIST, ADAPTERS, supported_model_types
 
 _ADD_ONE = "adding a family is a small adapter in src/nodeprune/architectures/"
 

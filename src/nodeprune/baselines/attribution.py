@@ -17,16 +17,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..ablations import Ablator
-from ..data import PromptBatch
+from ..ablator import Ablator
 from ..granularity import GRANULARITIES
 from ..intervention import GatedModel
+from ..prompts import PromptBatch
 from ..tasks.base import Task
 
-#: The granularities the attribution baseline scores and selects.
-ATTRIBUTION_GRANULARITIES = ("mlp_block", "attention_head", "attention_neuron", "mlp_neuron")
+#: The granularities the attribution baseline scores and selects (Granularity.attribution).
+ATTRIBUTION_GRANULARITIES = tuple(g.name for g in GRANULARITIES.values() if g.attribution)
 #: The site-level gates that are differentiated; every scored granularity is a sum of them.
-_SITE_GATES = ("attention_neuron", "mlp_neuron", "mlp_output")
+_SITE_GATES = tuple(
+    g for g in GRANULARITIES if any(s.attribution == g for s in GRANULARITIES.values())
+)
 
 
 def site_gradients(
@@ -64,12 +66,12 @@ def site_gradients(
 def signed_scores(site_grads: dict[str, Tensor]) -> dict[str, Tensor]:
     """Per scored granularity, the estimated change of the metric from keeping the node
     (minus the estimated change from pruning it)."""
-    return {
-        "mlp_block": site_grads["mlp_output"].sum(-1),
-        "attention_head": site_grads["attention_neuron"].sum(-1),
-        "attention_neuron": site_grads["attention_neuron"],
-        "mlp_neuron": site_grads["mlp_neuron"],
-    }
+    out = {}
+    for name in ATTRIBUTION_GRANULARITIES:
+        grads = site_grads[GRANULARITIES[name].attribution]
+        extra = tuple(range(GRANULARITIES[name].ndim, grads.dim()))
+        out[name] = grads.sum(extra) if extra else grads
+    return out
 
 
 def attribution_scores(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ..circuit import Circuit
 from ..curves import UNIT_GRANULARITIES, effective_masks
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, write_json
 
 #: Columns of the table: granularity, header.
 COUNT_COLUMNS = (
@@ -173,7 +172,7 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in documents.items():
-        written.append(atomic_write(out / name, json.dumps(content, indent=1) + "\n", root=out))
+        written.append(write_json(out / name, content, root=out))
     written.append(atomic_write(out / "compare.txt", text + "\n", root=out))
     for method, circuit in circuits.items():
         written.append(circuit.save(out / "circuits" / f"{method}.json", root=out))

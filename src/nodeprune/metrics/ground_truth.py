@@ -1,6 +1,6 @@
 """Score a circuit's heads against the published GPT-2 small circuits (IOI, Greater-Than).
 
-The reference heads ship in ``nodeprune/data/gpt2_small_circuits.json`` as
+The reference heads ship in ``nodeprune/published/gpt2_small_circuits.json`` as
 ``"layer.head"`` strings. A circuit is scored only when it was found on GPT-2 small
 (12 layers x 12 heads, d_model 768): elsewhere the head indices mean nothing.
 """
@@ -36,7 +36,7 @@ class ReferenceCircuit:
 
 @cache
 def _raw() -> dict[str, Any]:
-    text = resources.files("nodeprune").joinpath("data/gpt2_small_circuits.json").read_text()
+    text = resources.files("nodeprune").joinpath("published/gpt2_small_circuits.json").read_text()
     return json.loads(text)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from ..circuit import Circuit
-from ..granularity import GRANULARITIES
+from ..granularity import GRANULARITIES, where
 from ..metrics.ground_truth import head_scores
 from .plotting import (
     MAX_ANNOTATED_LAYERS,
@@ -23,16 +23,7 @@ from .plotting import (
 )
 
 #: Granularities with one or more nodes per layer (the embedding has none).
-LAYERED = [g for g in GRANULARITIES if g != "embedding"]
-SHORT_LABEL = {
-    "layer": "layer",
-    "attention_block": "attention block",
-    "mlp_block": "MLP block",
-    "attention_head": "heads",
-    "attention_neuron": "attention neurons",
-    "mlp_neuron": "MLP neurons",
-    "mlp_output": "MLP output dims",
-}
+LAYERED = list(where(per_layer=True))
 
 
 def kept_fraction_per_layer(circuit: Circuit) -> Plot:
@@ -49,7 +40,7 @@ def kept_fraction_per_layer(circuit: Circuit) -> Plot:
     ax = fig.add_subplot()
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([SHORT_LABEL[g] for g in rows], fontsize=9)
+    ax.set_yticklabels([GRANULARITIES[g].label for g in rows], fontsize=9)
     layer_ticks(ax, n_layers)
     ax.set_xlabel("layer")
     if n_layers <= MAX_ANNOTATED_LAYERS:
@@ -193,7 +184,7 @@ def training_history(history: list[dict[str, Any]]) -> Plot | None:
     granularities = [g for g in GRANULARITIES if g in history[0].get("kept", {})]
     for g in granularities:
         right.plot(
-            steps, [h["kept"].get(g, math.nan) for h in history], label=SHORT_LABEL.get(g, g)
+            steps, [h["kept"].get(g, math.nan) for h in history], label=GRANULARITIES[g].label
         )
     right.set_ylim(-0.03, 1.03)
     right.set_xlabel("step")

@@ -1,7 +1,8 @@
 """Sweeps: a grid of discovery runs on Ray (or in-process), streamed into one table.
 
 The names below are imported on first use: ``nodeprune sweep``'s flags come from
-``sweeps.command``, and building them must not import torch (see nodeprune/__init__.py).
+``nodeprune.cli.sweep`` and ``sweeps.settings``, and building them must not import
+torch (see nodeprune/__init__.py).
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ _LAZY = {
     "Trial": ".grid",
     "axis_names": ".grid",
     "config_hash": ".grid",
-    "LoadOptions": ".large_models",
-    "enable_gradient_checkpointing": ".large_models",
-    "load_with_options": ".large_models",
+    "LoadOptions": "..large_models",
+    "enable_gradient_checkpointing": "..large_models",
+    "load_with_options": "..large_models",
     "ResultTable": ".results",
     "SweepReport": ".runner",
     "run_sweep": ".runner",
 }
 
 if TYPE_CHECKING:
+    from ..large_models import LoadOptions, enable_gradient_checkpointing, load_with_options
     from .backends import BACKENDS, LocalBackend, Resources
     from .grid import SweepSpec, Trial, axis_names, config_hash
-    from .large_models import LoadOptions, enable_gradient_checkpointing, load_with_options
     from .results import ResultTable
     from .runner import SweepReport, run_sweep
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .large_models import LoadOptions
+from ..large_models import LoadOptions
 
 if TYPE_CHECKING:  # .trial imports the model code (torch): only when trials run
     from .grid import Trial

@@ -12,14 +12,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DEFAULT_LAM_G, DiscoveryConfig
+from ..config import DEFAULT_LAM_G, LAM_G_PREFIX, DiscoveryConfig, merge_settings
 from ..errors import NodepruneError
 from ..granularity import GRANULARITIES
 from ..suggest import closest
 
+#: A trial's status in the result table.
+FINISHED = "finished"
+FAILED = "failed"
 #: The plain axes a sweep may vary; per-granularity weights are the axes ``lam_g.<g>``.
 PLAIN_AXES = ("model", "task", "lam", "seed")
-LAM_G_PREFIX = "lam_g."
 
 
 def axis_names() -> list[str]:
@@ -100,15 +102,7 @@ class SweepSpec:
         seen: set[str] = set()
         for values in itertools.product(*(self.axes[n] for n in names)):
             point = dict(zip(names, values, strict=True))
-            data = dict(self.base)
-            lam_g = dict(data.get("lam_g", {}))
-            for name, value in point.items():
-                if name.startswith(LAM_G_PREFIX):
-                    lam_g[name[len(LAM_G_PREFIX) :]] = value
-                else:
-                    data[name] = value
-            data["lam_g"] = lam_g
-            config = _complete(data)
+            config = _complete(merge_settings(self.base, point))
             digest = config_hash(config)
             if digest not in seen:  # repeated axis values give the same trial once
                 seen.add(digest)

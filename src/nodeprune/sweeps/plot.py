@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .results import FINISHED
+from .grid import FINISHED
 
 
 def curve_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float, str]]]:

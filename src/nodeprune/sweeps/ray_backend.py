@@ -16,9 +16,9 @@ from collections import deque
 from typing import Any
 
 from ..errors import NodepruneError
+from ..large_models import LoadOptions
 from .backends import OnResult, Resources
 from .grid import Trial
-from .large_models import LoadOptions
 from .results import failed_row
 from .trial import ModelCache, run_trial
 

@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import lam_g_key, setting
 from ..errors import NodepruneError
 from ..evaluation import METRIC_KEYS
+from ..fsutil import atomic_write, write_json
 from ..granularity import GRANULARITIES
-from .grid import PLAIN_AXES, axis_names
+from .grid import FAILED, FINISHED, PLAIN_AXES, axis_names
 
 if TYPE_CHECKING:
     from ..circuit import Circuit
     from .grid import Trial
 
-FINISHED = "finished"
-FAILED = "failed"
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 CURVE_PNG = "sweep_curve.png"
@@ -123,7 +123,7 @@ class ResultTable:
         if circuit_json is not None:
             path = self.out / circuit_relpath(row["hash"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, json.dumps(circuit_json, indent=1) + "\n")
+            write_json(path, circuit_json)
         self.rows[row["hash"]] = row
         self.write()
 
@@ -131,8 +131,8 @@ class ResultTable:
         self.out.mkdir(parents=True, exist_ok=True)
         rows = list(self.rows.values())
         table = {"format": "nodeprune-sweep/1", "counts": self.counts(), "trials": rows}
-        _atomic_write(self.out / RESULTS_JSON, json.dumps(table, indent=1) + "\n")
-        _atomic_write(self.out / RESULTS_CSV, self.csv_text())
+        write_json(self.out / RESULTS_JSON, table)
+        atomic_write(self.out / RESULTS_CSV, self.csv_text())
         from .plot import write_curve
 
         write_curve(rows, self.out / CURVE_PNG)
@@ -162,10 +162,8 @@ class ResultTable:
             flat: dict[str, Any] = {}
             for column in columns:
                 prefix, _, key = column.partition(".")
-                if column in PLAIN_AXES:
-                    flat[column] = row["config"].get(column)
-                elif prefix == "lam_g":
-                    flat[column] = row["config"]["lam_g"].get(key)
+                if column in PLAIN_AXES or lam_g_key(column) is not None:
+                    flat[column] = setting(row["config"], column)
                 elif column in METRIC_KEYS:
                     flat[column] = row["metrics"].get(column)
                 elif prefix in ("kept_fraction", "kept") and key:
@@ -174,9 +172,3 @@ class ResultTable:
                     flat[column] = row.get(column)
             writer.writerow({k: _csv_value(v) for k, v in flat.items()})
         return buffer.getvalue()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from ..fsutil import atomic_write
-
-    atomic_write(path, text)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..fsutil import atomic_write
+from ..fsutil import write_json
 from .backends import Backend
 from .grid import SweepSpec
 from .results import FAILED, FINISHED, ResultTable
@@ -38,10 +37,7 @@ def run_sweep(
     trials = spec.trials()
     table = ResultTable(out)
     todo = [t for t in trials if not table.is_finished(t.hash)]
-    atomic_write(
-        out / "sweep.json",
-        json.dumps({**spec.to_dict(), "trials": [t.hash for t in trials]}, indent=1) + "\n",
-    )
+    write_json(out / "sweep.json", {**spec.to_dict(), "trials": [t.hash for t in trials]})
     counts = {FINISHED: 0, FAILED: 0}
     bar = tqdm(total=len(todo), desc=f"sweep ({backend.name})", unit="trial", disable=not progress)
     bar.set_postfix(finished=0, failed=0, skipped=len(trials) - len(todo))

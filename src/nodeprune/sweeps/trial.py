@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DiscoveryConfig
+from ..config import DiscoveryConfig, setting
 from ..errors import NodepruneError
+from ..large_models import LoadOptions, attach_gated, load_with_options
 from ..models import LoadedModel
 from .grid import Trial
-from .large_models import LoadOptions, attach_gated, load_with_options
 from .results import failed_row, finished_row
 
 FAIL_ENV = "NODEPRUNE_SWEEP_FAIL"
@@ -44,9 +44,7 @@ def _selected(spec: str, config: dict[str, Any]) -> bool:
     for pair in pairs:
         key, _, wanted = pair.partition("=")
         key = key.strip()
-        value = (
-            config.get("lam_g", {}).get(key[6:]) if key.startswith("lam_g.") else config.get(key)
-        )
+        value = setting(config, key)
         try:
             if float(value) != float(wanted):  # type: ignore[arg-type]
                 return False

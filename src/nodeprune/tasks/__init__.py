@@ -25,11 +25,6 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def register_task(cls: type[Task]) -> type[Task]:
-    TASKS[cls.name] = cls
-    return cls
-
-
 def get_task(name: str) -> Task:
     """A built-in task by name; ``greater-than`` and ``greater_than`` both work."""
     key = name.strip().lower().replace("-", "_")
@@ -51,4 +46,4 @@ def resolve_task(name: str, task_file: str | None = None) -> Task:
     return get_task(name)
 
 
-__all__ = ["TASKS", "Example", "Task", "get_task", "register_task", "resolve_task"]
+__all__ = ["TASKS", "Example", "Task", "get_task", "resolve_task"]

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from ..data import PromptBatch, encode_examples
-
-
-@dataclass(frozen=True)
-class Example:
-    """One prompt pair. ``answer``/``distractor`` are the next tokens as text,
-    with their leading space (``" Mary"``), and must be single tokens."""
-
-    clean: str
-    corrupted: str
-    answer: str
-    distractor: str
-    #: Optional sets of correct / wrong next tokens (auto-circuit style); when given,
-    #: tasks that support them score the mean logit of ``answers`` minus the mean
-    #: logit of ``distractors``. ``answer``/``distractor`` are then their first members.
-    answers: tuple[str, ...] = ()
-    distractors: tuple[str, ...] = ()
+from ..prompts import Example, PromptBatch, encode_examples
 
 
 class Task:

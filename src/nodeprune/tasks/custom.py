@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data import PromptBatch, check_prompt_length, prompt_token_limit
 from ..errors import NodepruneError
 from ..fsutil import sha256_file
+from ..prompts import PromptBatch, check_prompt_length, prompt_token_limit
 from .base import Example, Task
 from .custom_file import Record, load_records
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..data import PromptBatch
 from ..errors import NodepruneError
+from ..prompts import PromptBatch
 from .base import Example, Task
 from .vocab import same_length
 

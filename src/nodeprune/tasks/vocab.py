@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..data import single_token_id
 from ..errors import NodepruneError
+from ..prompts import single_token_id
 
 
 def single_token_words(tokenizer: object, words: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ``report``, ``export`` and ``stability`` subcommands of ``nodeprune``."""
+"""``nodeprune report``, ``export`` and ``stability``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+REPORT_HELP = "write RUN_DIR/report.html and figures"
+EXPORT_HELP = "export a circuit for EAP-IG / MIB or TransformerLens"
+STABILITY_HELP = "keep frequency and Jaccard overlap across runs"
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("matplotlib", "nodeprune report (its figures)")
-    from .build import build_report
+    from ..reports.build import build_report
 
     path = build_report(args.run_dir, args.runs)
     print(f"wrote {path} (figures in {path.parent / 'figures'})")
@@ -91,15 +95,8 @@ def cmd_stability(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """``report``, ``export`` and ``stability``."""
-    add_report_parser(sub)
-    add_export_parser(sub)
-    add_stability_parser(sub)
-
-
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write RUN_DIR/report.html and figures")
+    p = sub.add_parser("report", help=REPORT_HELP)
     p.add_argument("run_dir", help="run folder holding circuit.json (compare.json, curves.json)")
     p.add_argument(
         "runs",
@@ -112,7 +109,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
     from ..export import EXPORT_FORMATS  # imports torch: only for `nodeprune export ...`
 
-    p = sub.add_parser("export", help="export a circuit for EAP-IG / MIB or TransformerLens")
+    p = sub.add_parser("export", help=EXPORT_HELP)
     p.add_argument("circuit", help="circuit.json or its run folder")
     p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS), help="output format")
     p.add_argument(
@@ -136,7 +133,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_stability_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stability", help="keep frequency and Jaccard overlap across runs")
+    p = sub.add_parser("stability", help=STABILITY_HELP)
     p.add_argument("runs", nargs="+", help="two or more run folders (or circuit.json files)")
     p.add_argument("--out", help="write the result as JSON (e.g. RUN_DIR/stability.json)")
     p.set_defaults(func=cmd_stability)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import PromptBatch
 from .errors import NodepruneError
 from .fsutil import warn
 from .intervention import GatedModel
+from .prompts import PromptBatch
 from .tasks.base import Example, Task
 
 SPLITS = ("train", "validation", "test")

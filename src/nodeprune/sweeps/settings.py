@@ -1,26 +1,27 @@
-"""``nodeprune sweep``: the grid from a TOML file and/or flags, then run_sweep.
+"""A sweep's settings: the grid from a sweep file and the flags given over it, and the
+backend its [run] table asks for.
 
 The sweep file holds ``discover`` keys for every trial at the top level (and a
 ``[lam_g]`` table), the axes in ``[sweep]`` (``[sweep.lam_g]`` for per-granularity
-weights) and how to run in ``[run]``. Flags override the file, axis by axis.
+weights) and how to run in ``[run]``. Flags override the file, axis by axis
+(``nodeprune sweep``'s parser is in nodeprune.cli.sweep).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
-from dataclasses import fields
 from typing import Any
 
-from ..config import DiscoveryConfig, load_toml
+from ..config import LAM_G_PREFIX, layered_settings, load_toml
 from ..errors import NodepruneError
-from ..granularity import GRANULARITIES
+from ..large_models import load_options_from_args
 from ..suggest import closest
 from .backends import BACKENDS, LocalBackend, Resources
-from .grid import LAM_G_PREFIX, PLAIN_AXES, SweepSpec
-from .large_models import add_large_model_flags, load_options_from_args
+from .grid import PLAIN_AXES, SweepSpec
 
+#: The argparse destinations of the axis flags: ``axis.<name>``.
+AXIS_PREFIX = "axis."
 #: Keys of a sweep file's [run] table, with their defaults.
 RUN_DEFAULTS: dict[str, Any] = {
     "out": "runs/sweep",
@@ -49,42 +50,6 @@ RUN_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "device_map": ((str, dict), "a device-map strategy (auto, ...) or a table"),
     "gradient_checkpointing": ((bool,), "true or false"),
 }
-
-
-def add_sweep_parser(sub: Any, add_config_flags: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "sweep",
-        help="run discovery over a grid (lam, lam_g, task, seed, model) on Ray or locally",
-        # The axis flags below replace discover's single-valued --lam/--seed/... .
-        conflict_handler="resolve",
-    )
-    p.add_argument("--config", help="sweep TOML: discover keys, [sweep] axes, [run] settings")
-    add_config_flags(p)
-    for name, kind in AXIS_TYPES.items():
-        p.add_argument(
-            f"--{name}", dest=f"axis.{name}", nargs="+", type=kind, default=argparse.SUPPRESS,
-            help=f"sweep axis: one or more values of {name}",
-        )  # fmt: skip
-    for g in GRANULARITIES:
-        p.add_argument(
-            f"--lam-{g.replace('_', '-')}", dest=f"axis.{LAM_G_PREFIX}{g}", nargs="+",
-            type=float, default=argparse.SUPPRESS,
-            help=f"sweep axis: one or more values of lam_g for {g}",
-        )  # fmt: skip
-    p.add_argument("--out", help=f"output folder (default {RUN_DEFAULTS['out']})")
-    p.add_argument("--backend", choices=BACKENDS, help="where trials run (default ray)")
-    p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
-    p.add_argument("--ray-num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
-    p.add_argument("--trial-cpus", type=float, help="CPUs one trial asks Ray for (default 1)")
-    p.add_argument(
-        "--trial-gpus", type=float, help="GPUs one trial asks Ray for (default 1 on cuda, else 0)"
-    )
-    p.add_argument("--trial-memory-gb", type=float, help="memory one trial asks Ray for")
-    p.add_argument("--max-workers", type=int, help="Ray workers (default: as many as fit)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_large_model_flags(p)
-    p.set_defaults(func=cmd_sweep)
-    return p
 
 
 def _table(value: Any, what: str, source: str, form: str) -> dict[str, Any]:
@@ -129,18 +94,14 @@ def _check_run_value(key: str, value: Any, source: str) -> None:
 def spec_and_settings(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]]:
     """File first, then flags (the same precedence as ``discover``'s config_from_args)."""
     data = load_toml(args.config) if getattr(args, "config", None) else {}
-    base, axes, run = _split_file(data, str(getattr(args, "config", "config")))
-    known = {f.name for f in fields(DiscoveryConfig)}
-    lam_g = dict(base.get("lam_g", {}))
-    for key, value in vars(args).items():
-        if key.startswith("axis."):
-            axes[key[len("axis.") :]] = value
-        elif key.startswith("lam_g."):
-            lam_g[key.split(".", 1)[1]] = value
-        elif key in known:
-            base[key] = value
-    if lam_g:
-        base["lam_g"] = lam_g
+    source = str(getattr(args, "config", "config"))
+    base, axes, run = _split_file(data, source)
+    flags = vars(args)
+    for key, value in flags.items():
+        if key.startswith(AXIS_PREFIX):
+            axes[key[len(AXIS_PREFIX) :]] = value
+    plain = {k: v for k, v in flags.items() if not k.startswith(AXIS_PREFIX)}
+    base = layered_settings(base, plain, source)
     for name in PLAIN_AXES:  # a single value in the base is a one-point axis
         if name in axes:
             base.pop(name, None)
@@ -179,18 +140,3 @@ def make_backend(settings: dict[str, Any]):
         num_cpus=settings["ray_num_cpus"],
         max_workers=settings["max_workers"],
     )
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from .runner import run_sweep
-
-    spec, settings = spec_and_settings(args)
-    backend = make_backend(settings)
-    trials = spec.trials()
-    print(
-        f"sweep of {len(trials)} trials on the {backend.name} backend into {settings['out']}",
-        file=sys.stderr,
-    )
-    report = run_sweep(spec, settings["out"], backend, progress=not args.quiet)
-    print(report.summary())
-    return 1 if report.failed else 0

@@ -1,4 +1,7 @@
-"""Large models: loading options (device map, gradient checkpointing) and a memory model.
+"""Large models: loading options (device map, gradient checkpointing), next to models.py.
+
+The flags are nodeprune.cli.flags.add_large_model_flags; a sweep file's [run] table
+gives the same options (load_options_from_args).
 
 Gradient checkpointing recomputes each decoder layer's forward during the backward
 pass. nodeprune's gates are forward hooks inside the layer whose state (mode, masks,
@@ -17,12 +20,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NodepruneError
+from .errors import NodepruneError
 
-if TYPE_CHECKING:  # the flags below are built by `nodeprune --help`: no torch import here
+if TYPE_CHECKING:  # `nodeprune --help` reads LoadOptions' module: no torch import here
     from torch import nn
 
-    from ..models import LoadedModel
+    from .models import LoadedModel
 
 #: The attribute through which a checkpointed model finds its active GatedModel.
 GATED_ATTR = "_nodeprune_gated"
@@ -95,7 +98,7 @@ def _short(value: Any) -> str:
 
 
 def _is_device(name: str) -> bool:
-    from ..config import check_device
+    from .config import check_device
 
     try:
         check_device(name)
@@ -166,27 +169,12 @@ def attach_gated(model: nn.Module, gated: object | None) -> None:
 
 def load_with_options(name: str, dtype: str, device: str, options: LoadOptions) -> LoadedModel:
     """``load_model`` plus the large-model options (device map, checkpointing)."""
-    from ..models import load_model
+    from .models import load_model
 
     loaded = load_model(name, dtype=dtype, device=device, device_map=options.device_map)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(loaded.model)
     return loaded
-
-
-def add_large_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device-map",
-        help="shard the model over the visible GPUs with accelerate: auto, balanced, "
-        "sequential, or a JSON object {module: device}; replaces --device",
-    )
-    parser.add_argument(
-        "--gradient-checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="recompute each layer in the backward pass: less memory for long prompts, "
-        "about one more forward pass of time",
-    )
 
 
 def load_options_from_args(

@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NodepruneError
+from .flags import add_config_flags, config_from_args
+
+COMPARE_HELP = "compare multi-granular pruning with coarse pruning, attribution and random"
 
 
 def add_compare_parser(sub: Any) -> None:
     """``nodeprune compare``: every ``discover`` flag, plus the comparison's own."""
-    from ..cli import add_config_flags
-    from ..compare import DEFAULT_CURVE_SCALES, METHODS
+    from ..compare import DEFAULT_CURVE_SCALES, METHODS  # imports torch
 
-    p = sub.add_parser(
-        "compare",
-        help="compare multi-granular pruning with coarse pruning, attribution and random",
-    )
+    p = sub.add_parser("compare", help=COMPARE_HELP)
     p.add_argument("--config", help="TOML file with any of the discover flags as keys")
     p.add_argument("--out", help="output folder (default runs/compare-TASK)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing compare.json")
@@ -64,7 +63,6 @@ def add_compare_parser(sub: Any) -> None:
 
 
 def cmd_compare(args: Any) -> int:
-    from ..cli import config_from_args
     from ..compare import METHODS, CompareOptions, Comparison
     from ..models import load_model
 

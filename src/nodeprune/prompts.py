@@ -1,18 +1,31 @@
-"""Tokenised prompt pairs, padded on the right, with per-example answer positions."""
+"""Prompt pairs: as text (Example), and tokenised (PromptBatch: padded on the right, with
+per-example answer positions)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .errors import NodepruneError
 
-if TYPE_CHECKING:
-    from .tasks.base import Example
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt pair. ``answer``/``distractor`` are the next tokens as text,
+    with their leading space (``" Mary"``), and must be single tokens."""
+
+    clean: str
+    corrupted: str
+    answer: str
+    distractor: str
+    #: Optional sets of correct / wrong next tokens (auto-circuit style); when given,
+    #: tasks that support them score the mean logit of ``answers`` minus the mean
+    #: logit of ``distractors``. ``answer``/``distractor`` are then their first members.
+    answers: tuple[str, ...] = ()
+    distractors: tuple[str, ...] = ()
 
 
 @dataclass
@@ -130,22 +143,4 @@ def encode_examples(examples: Sequence[Example], tokenizer: object) -> PromptBat
         answer_pos=mask.sum(1) - 1,
         answer_ids=torch.tensor(answers),
         distractor_ids=torch.tensor(distractors),
-    )
-
-
-def concat_batches(batches: Sequence[PromptBatch]) -> PromptBatch:
-    """Join batches, padding each to the widest."""
-    width = max(b.clean_ids.shape[1] for b in batches)
-
-    def pad(t: Tensor, value: int) -> Tensor:
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    return PromptBatch(
-        clean_ids=torch.cat([pad(b.clean_ids, 0) for b in batches]),
-        corrupted_ids=torch.cat([pad(b.corrupted_ids, 0) for b in batches]),
-        attention_mask=torch.cat([pad(b.attention_mask, 0) for b in batches]),
-        answer_pos=torch.cat([b.answer_pos for b in batches]),
-        answer_ids=torch.cat([b.answer_ids for b in batches]),
-        distractor_ids=torch.cat([b.distractor_ids for b in batches]),
-        extras={k: torch.cat([b.extras[k] for b in batches]) for k in batches[0].extras},
     )

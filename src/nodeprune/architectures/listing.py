@@ -1,10 +1,8 @@
-"""``nodeprune models``: the verified model families and the modules nodeprune hooks."""
+"""The verified model families and the modules nodeprune hooks (``nodeprune models``)."""
 
 from __future__ import annotations
 
-import argparse
-
-from . import ADAPTER_LIST
+from .registry import ADAPTER_LIST
 
 _INTRO = (
     "Each model type below passes tests/architectures/test_conformance.py on a tiny random "
@@ -34,14 +32,3 @@ def models_table(markdown: bool = False) -> str:
     for family, types, modules, notes in rows:
         out += [f"{family}: {types}", f"  hooks   {modules}", f"  handles {notes}"]
     return "\n".join([*out, "", _OTHERS])
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    print(models_table(markdown=args.markdown))
-    return 0
-
-
-def add_models_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the verified model families")
-    p.add_argument("--markdown", action="store_true", help="print the README table")
-    p.set_defaults(func=cmd_models)
