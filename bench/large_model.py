@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import psutil
 import torch
-from nodeprune.large_models import attach_gated, enable_gradient_checkpointing
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from nodeprune import Discovery, DiscoveryConfig
+from nodeprune.large_models import enable_gradient_checkpointing
 from nodeprune.models import DTYPES, cache_dir, load_model, wrap_model
 
 GB = 1024**3
@@ -129,9 +129,9 @@ def measure_step(loaded, dtype: str, batch: int, checkpointing: bool) -> dict[st
         model=loaded.name, task="ioi", n_train=batch, n_val=0, n_test=batch, filter=False,
         batch_size=batch, eval_batch_size=batch, steps=10, dtype=dtype,
     )  # fmt: skip
-    discovery = Discovery(loaded, cfg)
-    attach_gated(loaded.model, discovery.gated if checkpointing else None)
-    try:
+    # Its workbench hooks the model and tells gradient checkpointing to replay the gates;
+    # leaving the block takes them off again.
+    with Discovery(loaded, cfg) as discovery:
         discovery.train_step()  # warm-up: first-touch allocations, thread pools
         base = settle()
         start = time.perf_counter()
@@ -139,9 +139,6 @@ def measure_step(loaded, dtype: str, batch: int, checkpointing: bool) -> dict[st
             discovery.train_step()
         seconds = time.perf_counter() - start
         tokens = int(discovery.data.train.clean_ids.shape[1])
-    finally:
-        attach_gated(loaded.model, None)
-        discovery.gated.remove()
     return {"tokens": tokens, "step_gb": (peak.peak - base) / GB, "seconds": seconds}
 
 

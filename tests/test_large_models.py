@@ -7,15 +7,15 @@ import copy
 
 import pytest
 import torch
+
+from nodeprune.ablator import Ablator
+from nodeprune.gates import GateSet
+from nodeprune.intervention import GatedModel
 from nodeprune.large_models import (
     attach_gated,
     enable_gradient_checkpointing,
     parse_device_map,
 )
-
-from nodeprune.ablator import Ablator
-from nodeprune.gates import GateSet
-from nodeprune.intervention import GatedModel
 from nodeprune.models import load_model, wrap_model
 from nodeprune.splits import build_task_data
 from nodeprune.tasks import get_task

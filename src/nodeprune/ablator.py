@@ -19,6 +19,14 @@ class Ablator:
         #: Only the sites that the model's granularities gate under this ablation.
         self.sites = sites_for(gated.granularities, self.kind)
 
+    def restricted(self, granularities: list[str]) -> Ablator:
+        """The same fitted ablator recording only the sites ``granularities`` gate (a
+        subset of this one's): a discovery at fewer granularities on a shared set-up."""
+        view = Ablator.__new__(Ablator)
+        view.kind, view.gated, view.means = self.kind, self.gated, self.means
+        view.sites = tuple(s for s in sites_for(granularities, self.kind) if s in self.sites)
+        return view
+
     def fit(self, reference: PromptBatch, batch_size: int = 32) -> Ablator:
         """What the kind needs from ``reference`` (mean ablation: each site's mean)."""
         self.means = self.kind.fit(self.gated, reference, self.sites, batch_size)

@@ -22,7 +22,6 @@ random get theirs by moving along that knob (``--curve-scales``, in [0, 2]).
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .ablator import Ablator
 from .baselines.attribution import ATTRIBUTION_GRANULARITIES, attribution_scores
 from .baselines.cost import Cost, measure
 from .baselines.report import central_claim, claim_text, compare_table, write_outputs
@@ -45,16 +43,15 @@ from .baselines.selection import (
     select_top_k,
 )
 from .circuit import Circuit
-from .config import DiscoveryConfig
+from .config import DiscoveryConfig, config_with
 from .curves import curve_point, curves_document, mean_point
 from .discovery import Discovery
 from .errors import NodepruneError
-from .evaluation import evaluate_gates
+from .evaluation import evaluate_on
 from .granularity import GRANULARITIES
-from .intervention import GatedModel
 from .models import LoadedModel
-from .splits import build_task_data
-from .tasks import Task, resolve_task
+from .tasks import Task
+from .workbench import Workbench
 
 METHODS = {
     "multi-granular": "Discovery with every configured granularity (the method)",
@@ -140,23 +137,27 @@ class Comparison:
         self.config = config.validate()
         self.options = (options or CompareOptions()).validate()
         self.loaded = loaded
-        self.task = task or resolve_task(config.task, config.task_file)
         self.dims = loaded.dims
         torch.manual_seed(config.seed)
-        self.gated = GatedModel(loaded)
-        sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
-        self.data = build_task_data(
-            self.gated, self.task, sizes, config.data_seed, config.filter, config.eval_batch_size
-        )
-        self.ablator = Ablator(config.ablation, self.gated).fit(
-            self.data.train, config.eval_batch_size
-        )
+        #: The one set-up every method shares: hooks for every granularity (the coarse
+        #: run's and the multi-granular run's), one split, one fitted ablator.
+        self.bench = Workbench.for_config(loaded, self.config, task)
+        self.task = self.bench.task
+        self.data = self.bench.data
+        self.gated = self.bench.gated
+        self.ablator = self.bench.ablator
         #: Every method is evaluated with the gates of these granularities.
         self.eval_granularities = list(self.config.granularities)
-        self.like = next(loaded.model.parameters())
+        self.like = self.bench.like
 
     def close(self) -> None:
-        self.gated.remove()
+        self.bench.close()
+
+    def __enter__(self) -> Comparison:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- shared pieces -----------------------------------------------------------
     def evaluate(self, masks: dict[str, Tensor]) -> dict[str, float]:
@@ -164,24 +165,18 @@ class Comparison:
             g: masks[g].to(dtype=self.like.dtype, device=self.like.device)
             for g in self.eval_granularities
         }
-        return evaluate_gates(
-            self.gated, self.ablator, self.task, self.data.test, gates, self.config.eval_batch_size
-        )
+        return evaluate_on(self.bench, gates)
 
     def discover(
         self, granularities: list[str], lam: float | None = None, target: float | None = None
     ) -> Circuit:
-        cfg = copy.deepcopy(self.config)
-        cfg.granularities = list(granularities)
+        changes: dict[str, Any] = {"granularities": list(granularities)}
         if lam is not None:
-            cfg.lam = lam
+            changes["lam"] = lam
         if target is not None:
-            cfg.target_faithfulness, cfg.target_kl, cfg.target_size = target, None, None
-        discovery = Discovery(self.loaded, cfg, task=self.task, data=self.data)
-        try:
-            circuit = discovery.run(progress=self.options.progress)
-        finally:
-            discovery.gated.remove()
+            changes.update(target_faithfulness=target, target_kl=None, target_size=None)
+        discovery = Discovery(self.bench, config_with(self.config, changes))
+        circuit = discovery.run(progress=self.options.progress)
         # Re-evaluated with the common gates, so that every method has the same ablated
         # reference (a coarse run's own reference keeps the embedding clean).
         circuit.extra["own_metrics"] = circuit.metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -207,6 +208,15 @@ class DiscoveryConfig:
         if isinstance(data, dict) and "data_seed" not in data and "seed" in data:
             data = {**data, "data_seed": data["seed"]}
         return cls.from_dict(data, source)
+
+
+def config_with(config: DiscoveryConfig, changes: Mapping[str, Any]) -> DiscoveryConfig:
+    """A new config: ``config``'s settings with ``changes`` over them (DiscoveryConfig
+    fields; a misspelt one is an error, not a setting silently ignored). ``config``
+    itself is left as it was."""
+    if not changes:
+        return copy.deepcopy(config)
+    return DiscoveryConfig.from_dict({**asdict(config), **changes}, source="settings")
 
 
 #: How a per-granularity weight is spelt as one flat key: ``lam_g.<granularity>`` (the

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .ablator import Ablator
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     DAMAGED_ERRORS,
@@ -31,19 +30,18 @@ from .checkpoint import (
     task_file_sha256,
 )
 from .circuit import Circuit, full_masks, make_consistent
-from .config import AUTOCAST_DTYPES, DiscoveryConfig
+from .config import AUTOCAST_DTYPES, DiscoveryConfig, config_with
 from .errors import NodepruneError
 from .evaluation import evaluate_gates
 from .export_eap import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
 from .granularity import GRANULARITIES
 from .health import NumericalError, check_step
-from .intervention import GatedModel
 from .loop_state import load_optimizer, load_rng, optimizer_state, rng_state
 from .models import LoadedModel
 from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
 from .optim import build_optimizer
-from .splits import TaskData, build_task_data
+from .splits import TaskData
 from .targets import (
     Selection,
     SparsityController,
@@ -52,8 +50,9 @@ from .targets import (
     select_threshold,
     target_from_config,
 )
-from .tasks import Task, resolve_task
+from .tasks import Task
 from .version import __version__
+from .workbench import Workbench
 
 
 @dataclass
@@ -71,37 +70,47 @@ class StepLog:
 
 
 class Discovery:
-    """One discovery run; its state (gates, optimizer, schedule, RNG) is all here."""
+    """One discovery run; its state (gates, optimizer, schedule, RNG) is all here.
+
+    ``source``: a loaded model, for which the run builds its own workbench (the set-up:
+    hooks, splits, fitted ablator; closed with :meth:`close` or on leaving a ``with``
+    block), or a :class:`~nodeprune.workbench.Workbench` shared with other runs (its
+    task, prompts and ablation; the caller closes it). ``task`` and ``data`` replace
+    what an own workbench would build.
+    """
 
     def __init__(
         self,
-        loaded: LoadedModel,
+        source: LoadedModel | Workbench,
         config: DiscoveryConfig,
         task: Task | None = None,
         data: TaskData | None = None,
     ) -> None:
         self.config = config.validate()
-        self.loaded = loaded
-        self.task = task or resolve_task(config.task, config.task_file)
         torch.manual_seed(config.seed)
-        self.gated = GatedModel(loaded, config.granularities)
-        sizes = {"train": config.n_train, "validation": config.n_val, "test": config.n_test}
+        if isinstance(source, Workbench):
+            if task is not None or data is not None:
+                raise NodepruneError("a shared workbench brings its own task and prompts")
+            source.check_matches(self.config)
+            self.bench, self._owns_bench = source, False
+        else:
+            self.bench = Workbench.for_config(
+                source, self.config, task, granularities=self.config.granularities, data=data
+            )
+            self._owns_bench = True
+        self.loaded = self.bench.loaded
+        self.task = self.bench.task
+        self.gated = self.bench.gated
+        self.data = self.bench.data
+        self.ablator = self.bench.ablator_for(self.config.granularities)
         try:
-            self.data = data or build_task_data(
-                self.gated,
-                self.task,
-                sizes,
-                config.data_seed,
-                config.filter,
-                config.eval_batch_size,
-            )
-            self.ablator = Ablator(config.ablation, self.gated).fit(
-                self.data.train, config.eval_batch_size
-            )
+            self._set_up()
         except BaseException:
-            # A model reused after a failed set-up (sweeps do) must not keep our hooks.
-            self.gated.remove()
+            self.close()  # as for a failed data set-up (Workbench)
             raise
+
+    def _set_up(self) -> None:
+        config, loaded = self.config, self.loaded
         device = loaded.device
         self.gates = GateSet(
             loaded.dims,
@@ -126,7 +135,7 @@ class Discovery:
         self.order = torch.empty(0, dtype=torch.long)
         self.cursor = 0
         self.history: list[StepLog] = []
-        self.full_logprobs = self._reference_logprobs()
+        self.full_logprobs = self.bench.train_logprobs
         self.train_seconds = 0.0
         self.target = target_from_config(config)
         self.controller: SparsityController | None = None
@@ -135,11 +144,18 @@ class Discovery:
         if self.target is not None:
             self.controller = SparsityController(self.target, config.target_rate)
             if self.target.kind != "size":
-                try:
-                    self.probe = self._validation_probe()
-                except BaseException:
-                    self.gated.remove()  # as for a failed data set-up above
-                    raise
+                self.probe = self._validation_probe()
+
+    def close(self) -> None:
+        """Take an own workbench's hooks off the model (a shared one is its owner's)."""
+        if self._owns_bench:
+            self.bench.close()
+
+    def __enter__(self) -> Discovery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _validation_probe(self) -> ValidationProbe:
         assert self.target is not None
@@ -155,16 +171,6 @@ class Discovery:
             self.gates.enabled,
             self.config.eval_batch_size,
         )
-
-    @torch.no_grad()
-    def _reference_logprobs(self) -> torch.Tensor:
-        """The full model's next-token log-probs on the train prompts, computed once."""
-        parts = []
-        for part in self.data.train.batches(self.config.eval_batch_size):
-            part = part.to(self.loaded.device)
-            logits = self.gated.plain_logits(part.clean_ids, part.attention_mask, part.answer_pos)
-            parts.append(torch.log_softmax(logits, -1))
-        return torch.cat(parts)
 
     def _next_indices(self) -> torch.Tensor:
         n = len(self.data.train)
@@ -493,8 +499,10 @@ class Discovery:
 def discover(
     loaded: LoadedModel, config: DiscoveryConfig | None = None, progress: bool = True, **overrides
 ) -> Circuit:
-    """Find a circuit: ``nodeprune.discover(nodeprune.load_model(), task="ioi")``."""
-    cfg = config or DiscoveryConfig(model=loaded.name)
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return Discovery(loaded, cfg).run(progress=progress)
+    """Find a circuit: ``nodeprune.discover(nodeprune.load_model(), task="ioi")``.
+
+    ``overrides`` are config fields (a misspelt one is an error); ``config`` itself is
+    left as it was. The model's hooks are taken off again when the run is done."""
+    cfg = config_with(config or DiscoveryConfig(model=loaded.name), overrides)
+    with Discovery(loaded, cfg) as discovery:
+        return discovery.run(progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -12,6 +13,9 @@ from .intervention import GatedModel
 from .objective import kl_full_to_circuit
 from .prompts import PromptBatch
 from .tasks.base import Task
+
+if TYPE_CHECKING:
+    from .workbench import Workbench
 
 METRIC_KEYS = (
     "kl",
@@ -163,28 +167,24 @@ def evaluate_circuit(
     """Recompute a saved circuit's metrics: by default on the same held-out test
     prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones.
     ``check_name=False`` accepts the same model under another name or path."""
-    from .config import DiscoveryConfig
-    from .splits import build_task_data
+    from .config import DiscoveryConfig, config_with
     from .tasks import resolve_task
+    from .workbench import Workbench
 
     circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)
-    cfg = DiscoveryConfig.from_saved(circuit.config, source="circuit config").validate()
+    saved = DiscoveryConfig.from_saved(circuit.config, source="circuit config").validate()
+    cfg = config_with(saved, {"ablation": circuit.ablation})
     task = task or resolve_task(circuit.task, cfg.task_file)
-    gated = GatedModel(loaded, circuit.enabled)
-    try:
-        sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}
-        data = build_task_data(
-            gated,
-            task,
-            sizes,
-            cfg.data_seed if seed is None else seed,
-            cfg.filter,
-            cfg.eval_batch_size,
-        )
-        ablator = Ablator(circuit.ablation, gated).fit(data.train, cfg.eval_batch_size)
-        like = next(loaded.model.parameters())
-        return evaluate_gates(
-            gated, ablator, task, data.test, circuit.gate_values(like), cfg.eval_batch_size
-        )
-    finally:
-        gated.remove()
+    sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}  # no validation prompts
+    with Workbench.for_config(
+        loaded, cfg, task, granularities=circuit.enabled, sizes=sizes, data_seed=seed
+    ) as bench:
+        return evaluate_on(bench, circuit.gate_values(bench.like))
+
+
+def evaluate_on(
+    bench: Workbench, gates: dict[str, Tensor], split: str = "test"
+) -> dict[str, float]:
+    """:func:`evaluate_gates` on a workbench's prompts (default: its test split)."""
+    data = getattr(bench.data, split)
+    return evaluate_gates(bench.gated, bench.ablator, bench.task, data, gates, bench.batch_size)

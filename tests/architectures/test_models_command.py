@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodeprune.architectures.listing import models_table
-
 from nodeprune.architectures import ADAPTERS
+from nodeprune.architectures.listing import models_table
 from nodeprune.cli import main
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -26,7 +26,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from ..checkpoint import RunInterrupted, check_task_file, read_meta
     from ..discovery import Discovery
     from ..fsutil import check_free_space
-    from ..large_models import attach_gated, load_options_from_args, load_with_options
+    from ..large_models import load_options_from_args, load_with_options
     from ..runcost import (
         DurationWatch,
         check_reference_memory,
@@ -55,8 +55,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
         print(f"loading {cfg.model} ...", file=sys.stderr)
         loaded = load_with_options(cfg.model, cfg.dtype, cfg.device, load_options_from_args(args))
         check_reference_memory(loaded, cfg.n_train)
+        # Its workbench hooks the model (and tells gradient checkpointing to replay them).
         discovery = Discovery(loaded, cfg, task=task)
-        attach_gated(loaded.model, discovery.gated)  # gradient checkpointing replays the gates
         if args.resume:
             discovery.load_checkpoint(out)
             print(f"resuming {out} at step {discovery.step} of {cfg.steps}", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import DiscoveryConfig, setting
 from ..errors import NodepruneError
-from ..large_models import LoadOptions, attach_gated, load_with_options
+from ..large_models import LoadOptions, load_with_options
 from ..models import LoadedModel
 from .grid import Trial
 from .results import failed_row, finished_row
@@ -111,8 +111,7 @@ def run_trial(
         cfg = DiscoveryConfig.from_dict(dict(trial.config), source=f"trial {trial.hash}")
         cfg.validate()
         loaded = cache.get(cfg, options)
-        discovery = Discovery(loaded, cfg)
-        attach_gated(loaded.model, discovery.gated)
+        discovery = Discovery(loaded, cfg)  # its workbench hooks the model
         circuit = discovery.run(progress=False)
         row = finished_row(trial, circuit, time.perf_counter() - start, worker_name())
         row["model_loads"] = cache.loads  # by this worker so far: shows the model is reused
@@ -130,5 +129,4 @@ def run_trial(
     finally:
         if discovery is not None:
             # The model is reused by the next trial: take this trial's hooks off it.
-            attach_gated(discovery.loaded.model, None)
-            discovery.gated.remove()
+            discovery.close()

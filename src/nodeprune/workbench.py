@@ -1,0 +1,165 @@
+"""The set-up of a run: one model, task, prompt set and ablation, made ready once.
+
+A :class:`Workbench` owns the hooked model (:class:`~nodeprune.intervention.GatedModel`),
+the task's train/validation/test splits (filtered by the full model), the fitted
+:class:`~nodeprune.ablator.Ablator` and the full model's reference outputs on the train
+prompts. Discovery, evaluation, every baseline of ``nodeprune compare``, sweeps and the
+benchmarks consume one instead of building these themselves, so that the methods of a
+comparison share one set of hooks and one fitted ablator.
+
+It is a context manager: leaving the block (or :meth:`close`) takes its hooks off the
+model, which is then as it was (sweeps reuse a model trial after trial). A set-up that
+fails half-way takes them off too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .ablator import Ablator
+from .architectures.base import ModelDims
+from .errors import NodepruneError
+from .intervention import GatedModel
+from .large_models import GATED_ATTR, attach_gated
+from .models import LoadedModel
+from .splits import TaskData, build_task_data
+from .tasks import Task, resolve_task
+
+if TYPE_CHECKING:
+    from .config import DiscoveryConfig
+
+
+class Workbench:
+    """The hooked model, the task's splits, the fitted ablator and the reference outputs
+    of one (model, task, prompts, ablation).
+
+    ``granularities`` (default: all) are those the hooks may gate; a Discovery on this
+    workbench may gate any subset of them. ``sizes``: prompts per split (``train``,
+    ``validation``, ``test``); ``data`` replaces building the splits.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        task: Task,
+        ablation: str,
+        sizes: dict[str, int],
+        data_seed: int,
+        filter_correct: bool = True,
+        batch_size: int = 32,
+        granularities: Iterable[str] | None = None,
+        data: TaskData | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.task = task
+        self.batch_size = batch_size
+        self.gated = GatedModel(loaded, granularities)
+        self._closed = False
+        try:
+            self.data = data or build_task_data(
+                self.gated, task, sizes, data_seed, filter_correct, batch_size
+            )
+            self.ablator = Ablator(ablation, self.gated).fit(self.data.train, batch_size)
+        except BaseException:
+            # A model reused after a failed set-up (sweeps do) must not keep our hooks.
+            self.gated.remove()
+            raise
+        # Gradient checkpointing replays the gate state of these hooks (large_models.py).
+        attach_gated(loaded.model, self.gated)
+        self._train_logprobs: Tensor | None = None
+
+    @classmethod
+    def for_config(
+        cls,
+        loaded: LoadedModel,
+        config: DiscoveryConfig,
+        task: Task | None = None,
+        granularities: Iterable[str] | None = None,
+        sizes: dict[str, int] | None = None,
+        data_seed: int | None = None,
+        data: TaskData | None = None,
+    ) -> Workbench:
+        """The workbench a (validated) config asks for: its task, ablation, split sizes,
+        prompt seed, filtering and batch size (any of them replaceable)."""
+        return cls(
+            loaded,
+            task or resolve_task(config.task, config.task_file),
+            config.ablation,
+            sizes or {"train": config.n_train, "validation": config.n_val, "test": config.n_test},
+            config.data_seed if data_seed is None else data_seed,
+            config.filter,
+            config.eval_batch_size,
+            granularities,
+            data,
+        )
+
+    # -- what it offers ---------------------------------------------------------------
+    @property
+    def dims(self) -> ModelDims:
+        return self.loaded.dims
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def like(self) -> Tensor:
+        """A model parameter: the dtype and device gates are made in."""
+        return next(self.loaded.model.parameters())
+
+    @property
+    def train_logprobs(self) -> Tensor:
+        """The full model's next-token log-probs on the train prompts (computed once)."""
+        if self._train_logprobs is None:
+            self._train_logprobs = self._reference_logprobs()
+        return self._train_logprobs
+
+    @torch.no_grad()
+    def _reference_logprobs(self) -> Tensor:
+        parts = []
+        for part in self.data.train.batches(self.batch_size):
+            part = part.to(self.device)
+            logits = self.gated.plain_logits(part.clean_ids, part.attention_mask, part.answer_pos)
+            parts.append(torch.log_softmax(logits, -1))
+        return torch.cat(parts)
+
+    def ablator_for(self, granularities: Iterable[str]) -> Ablator:
+        """The fitted ablator, recording only the sites that ``granularities`` gate."""
+        wanted = list(granularities)
+        unknown = [g for g in wanted if g not in self.gated.granularities]
+        if unknown:
+            raise NodepruneError(
+                f"this workbench's hooks gate {', '.join(self.gated.granularities)}, not "
+                f"{', '.join(unknown)}; build it with those granularities"
+            )
+        return self.ablator.restricted(wanted)
+
+    def check_matches(self, config: DiscoveryConfig) -> None:
+        """A run sharing this workbench must ask for its ablation and gate a subset of
+        its granularities (its prompts, seed and sizes are the workbench's)."""
+        if config.ablation != self.ablator.kind.name:
+            raise NodepruneError(
+                f"the config asks for {config.ablation} ablation, but this workbench is "
+                f"fitted for {self.ablator.kind.name}"
+            )
+        self.ablator_for(config.granularities)
+
+    # -- lifetime ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Take the hooks off the model (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        if getattr(self.loaded.model, GATED_ATTR, None) is self.gated:
+            attach_gated(self.loaded.model, None)
+        self.gated.remove()
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
