@@ -1,9 +1,13 @@
 """``nodeprune compare``: the method next to its alternatives, on the same prompts.
 
-Methods (the registry :data:`METHODS`), all run with one task split, seed and ablation,
-and all evaluated by :func:`nodeprune.evaluation.evaluate_gates` on the same test prompts
-with the gates of the same granularities (those of the multi-granular run), so that the
-fully ablated reference of normalized faithfulness is the same model for every method:
+Methods (:data:`METHODS`: the two discoveries, then every baseline of the registry
+:data:`nodeprune.baselines.BASELINES`), all run on one Workbench (one task split, seed,
+set of hooks and fitted ablation), and all evaluated by
+:func:`nodeprune.evaluation.evaluate_gates` on the same test prompts with the gates of
+the same granularities (those of the multi-granular run), so that the fully ablated
+reference of normalized faithfulness is the same model for every method. A baseline
+only scores nodes; its scores become circuits through one path
+(:mod:`nodeprune.baselines.circuits`):
 
 * ``multi-granular``: Discovery with every configured granularity (the method);
 * ``coarse``: Discovery with attention-head and MLP-block gates only;
@@ -31,35 +35,31 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .baselines.attribution import ATTRIBUTION_GRANULARITIES, attribution_scores
+from .baselines import BASELINES, Baseline, ScoreRequest
+from .baselines.circuits import ScaledCircuits
 from .baselines.cost import Cost, measure
 from .baselines.report import central_claim, claim_text, compare_table, write_outputs
 from .baselines.search import smallest_scale_reaching
-from .baselines.selection import (
-    FULL_SCALE,
-    random_scores,
-    scale_grid,
-    scaled_counts,
-    select_top_k,
-)
+from .baselines.selection import FULL_SCALE, scale_grid
 from .circuit import Circuit
 from .config import DiscoveryConfig, config_with
 from .curves import curve_point, curves_document, mean_point
 from .discovery import Discovery
 from .errors import NodepruneError
 from .evaluation import evaluate_on
-from .granularity import GRANULARITIES
+from .granularity import GRANULARITIES, where
 from .models import LoadedModel
 from .tasks import Task
 from .workbench import Workbench
 
+#: The methods: the two discoveries, then every baseline of the registry.
 METHODS = {
     "multi-granular": "Discovery with every configured granularity (the method)",
     "coarse": "Discovery with attention-head and MLP-block gates only",
-    "attribution": "attribution patching, top-k nodes (size- and faithfulness-matched)",
-    "random": "random circuits of the multi-granular circuit's sizes",
+    **{name: b.description for name, b in BASELINES.items()},
 }
-COARSE_GRANULARITIES = ["mlp_block", "attention_head"]
+#: The coarse method's granularities (Granularity.coarse).
+COARSE_GRANULARITIES = list(where(coarse=True))
 DEFAULT_CURVE_SCALES = [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
@@ -232,60 +232,77 @@ class Comparison:
             points.append(curve_point(other.masks, other.metrics, target_faithfulness=target))
         return circuit, row, points
 
-    def run_attribution(self, multi: Circuit) -> tuple[list[dict[str, Any]], list[dict]]:
-        enabled = [g for g in ATTRIBUTION_GRANULARITIES if g in multi.enabled]
+    def run_baseline(
+        self, baseline: Baseline, multi: Circuit
+    ) -> tuple[list[dict[str, Any]], list[dict]]:
+        """A baseline's rows and curve: its scores on the shared workbench, turned into
+        circuits of the multi-granular circuit's sizes (and along the size knob) by the
+        one selection and evaluation path (baselines/circuits.py)."""
+        enabled = baseline.usable(list(multi.enabled))
         if not enabled:
             raise NodepruneError(
-                "the attribution baseline needs at least one of "
-                f"{', '.join(ATTRIBUTION_GRANULARITIES)} among --granularities"
+                f"the {baseline.name} baseline needs at least one of "
+                f"{', '.join(baseline.granularities or ())} among --granularities"
             )
         profile = self.profile(multi, enabled)
-        _log("[compare] attribution: scores (one backward pass per batch of train prompts)")
+        draws = self.options.random_draws if baseline.random else 1
+        _log(f"[compare] {baseline.name}: {baseline.scoring.format(draws=draws)}")
         with measure(self.loaded.device) as score_cost:
-            scores = attribution_scores(
-                self.gated, self.ablator, self.task, self.data.train, self.config.eval_batch_size
-            )
-        evaluated: dict[float, tuple[dict[str, Tensor], dict[str, float]]] = {}
+            circuits = [
+                ScaledCircuits(
+                    baseline.scores(self.bench, ScoreRequest(tuple(enabled), self.config.seed, i)),
+                    profile,
+                    self.dims,
+                    enabled,
+                    self.evaluate,
+                )
+                for i in range(draws)
+            ]
+        if baseline.random:
+            return self._draw_rows(baseline, circuits, enabled, score_cost)
+        return self._matched_rows(baseline, circuits[0], enabled, multi, score_cost)
 
-        def at_scale(scale: float) -> tuple[dict[str, Tensor], dict[str, float]]:
-            if scale not in evaluated:
-                counts = scaled_counts(profile, scale, self.dims)
-                masks = select_top_k(scores, counts, self.dims, enabled)
-                evaluated[scale] = (masks, self.evaluate(masks))
-            return evaluated[scale]
-
+    def _matched_rows(
+        self,
+        baseline: Baseline,
+        circuits: ScaledCircuits,
+        enabled: list[str],
+        multi: Circuit,
+        score_cost: Cost,
+    ) -> tuple[list[dict[str, Any]], list[dict]]:
+        """One circuit per size: size-matched, and the smallest reaching the multi-granular
+        circuit's faithfulness (bisection over the size knob)."""
+        name = baseline.name
         rows = []
         common = {"granularities": enabled, "score_s": round(score_cost.wall_s, 3)}
         with measure(self.loaded.device) as cost:
-            masks, metrics = at_scale(1.0)
+            masks, metrics = circuits.at(1.0)
         cost.wall_s += score_cost.wall_s
         cost.peak_mb = max(cost.peak_mb, score_cost.peak_mb)
         rows.append(
-            self.row(
-                "attribution", masks, metrics, cost, variant="size-matched", scale=1.0, **common
-            )
+            self.row(name, masks, metrics, cost, variant="size-matched", scale=1.0, **common)
         )
         target = float(multi.metrics["normalized_faithfulness"])
         if math.isnan(target):
             _log(
-                "[compare] attribution: the multi-granular circuit's faithfulness is undefined "
+                f"[compare] {name}: the multi-granular circuit's faithfulness is undefined "
                 "on these prompts, so there is no faithfulness to match"
             )
-            return rows, self._attribution_curve(at_scale, evaluated)
-        _log(f"[compare] attribution: searching the size that reaches faithfulness {target:.3f}")
+            return rows, self._curve(circuits)
+        _log(f"[compare] {name}: searching the size that reaches faithfulness {target:.3f}")
         with measure(self.loaded.device) as cost:
             scale, reached = smallest_scale_reaching(
-                lambda s: at_scale(s)[1]["normalized_faithfulness"],
+                lambda s: circuits.at(s)[1]["normalized_faithfulness"],
                 target,
                 FULL_SCALE,
                 self.options.search_steps,
             )
-            masks, metrics = at_scale(scale)
+            masks, metrics = circuits.at(scale)
         cost.wall_s += score_cost.wall_s
         cost.peak_mb = max(cost.peak_mb, score_cost.peak_mb)
         rows.append(
             self.row(
-                "attribution",
+                name,
                 masks,
                 metrics,
                 cost,
@@ -296,31 +313,28 @@ class Comparison:
                 **common,
             )
         )
-        return rows, self._attribution_curve(at_scale, evaluated)
+        return rows, self._curve(circuits)
 
-    def _attribution_curve(self, at_scale: Any, evaluated: dict) -> list[dict]:
+    def _curve(self, circuits: ScaledCircuits) -> list[dict]:
         """Every size evaluated (the grid, 1 and any search points), in order."""
         for s in scale_grid(self.options.curve_scales):
-            at_scale(s)
-        return [curve_point(m, met, scale=s) for s, (m, met) in sorted(evaluated.items())]
+            circuits.at(s)
+        return circuits.points()
 
-    def run_random(self, multi: Circuit) -> tuple[dict[str, Any], list[dict]]:
-        enabled = list(multi.enabled)
-        profile = self.profile(multi, enabled)
-        draws = self.options.random_draws
-
-        def draw(scale: float, index: int) -> tuple[dict[str, Tensor], dict[str, float]]:
-            generator = torch.Generator().manual_seed(self.config.seed * 1000 + index)
-            scores = random_scores(self.dims, enabled, generator)
-            masks = select_top_k(
-                scores, scaled_counts(profile, scale, self.dims), self.dims, enabled
-            )
-            return masks, self.evaluate(masks)
-
-        _log(f"[compare] random: {draws} draws of the multi-granular sizes")
+    def _draw_rows(
+        self,
+        baseline: Baseline,
+        circuits: list[ScaledCircuits],
+        enabled: list[str],
+        score_cost: Cost,
+    ) -> tuple[list[dict[str, Any]], list[dict]]:
+        """Random circuits: the mean (and spread) over the draws at the multi-granular
+        sizes, and a mean curve point per grid size."""
+        draws = len(circuits)
         with measure(self.loaded.device) as cost:
-            results = [draw(1.0, i) for i in range(draws)]
-        cost.wall_s /= draws  # per circuit, comparable with the other rows
+            results = [c.at(1.0) for c in circuits]
+        cost.wall_s = (cost.wall_s + score_cost.wall_s) / draws  # per circuit
+        cost.peak_mb = max(cost.peak_mb, score_cost.peak_mb)
         per_draw = [curve_point(m, met) for m, met in results]
         metrics = {
             k: float(torch.tensor([float(met[k]) for _, met in results]).mean())
@@ -334,7 +348,7 @@ class Comparison:
             for k in results[0][1]
             if k != "n"
         }
-        row = self.row("random", results[0][0], metrics, cost)
+        row = self.row(baseline.name, results[0][0], metrics, cost)
         row["kept"] = {
             g: float(sum(int(m[g].sum()) for m, _ in results) / draws) for g in GRANULARITIES
         }
@@ -342,9 +356,9 @@ class Comparison:
         row.update(spread=spread, draws=per_draw, granularities=enabled, seeds=draws)
         points = []
         for s in scale_grid(self.options.curve_scales):
-            sampled = [curve_point(*draw(s, i)) for i in range(draws)]
+            sampled = [curve_point(*c.at(s)) for c in circuits]
             points.append(mean_point(sampled, scale=s))
-        return row, points
+        return [row], points
 
     # -- everything --------------------------------------------------------------
     def run(self, methods: list[str] | None = None) -> CompareResult:
@@ -364,11 +378,9 @@ class Comparison:
             )
             rows.append(row)
             circuits["coarse"] = coarse
-        if "attribution" in methods:
-            more, curves["attribution"] = self.run_attribution(multi)
-            rows.extend(more)
-        if "random" in methods:
-            row, curves["random"] = self.run_random(multi)
-            rows.append(row)
+        for name, baseline in BASELINES.items():
+            if name in methods:
+                more, curves[name] = self.run_baseline(baseline, multi)
+                rows.extend(more)
         claim = central_claim(multi, coarse) if coarse is not None else {}
         return CompareResult(rows, curves, claim, circuits)

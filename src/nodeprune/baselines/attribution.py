@@ -14,6 +14,8 @@ is at its minimum and its gradient is zero. Nodes are ranked by the absolute sco
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
@@ -22,6 +24,10 @@ from ..granularity import GRANULARITIES
 from ..intervention import GatedModel
 from ..prompts import PromptBatch
 from ..tasks.base import Task
+from .base import Baseline, ScoreRequest
+
+if TYPE_CHECKING:
+    from ..workbench import Workbench
 
 #: The granularities the attribution baseline scores and selects (Granularity.attribution).
 ATTRIBUTION_GRANULARITIES = tuple(g.name for g in GRANULARITIES.values() if g.attribution)
@@ -84,3 +90,19 @@ def attribution_scores(
     """Importance of every node of the scored granularities: |attribution|."""
     grads = site_gradients(gated, ablator, task, data, batch_size)
     return {g: s.abs() for g, s in signed_scores(grads).items()}
+
+
+def attribution_baseline_scores(bench: Workbench, request: ScoreRequest) -> dict[str, Tensor]:
+    """The baseline's score function: |attribution| on the workbench's train prompts."""
+    return attribution_scores(
+        bench.gated, bench.ablator, bench.task, bench.data.train, bench.batch_size
+    )
+
+
+BASELINE = Baseline(
+    name="attribution",
+    description="attribution patching, top-k nodes (size- and faithfulness-matched)",
+    scores=attribution_baseline_scores,
+    granularities=ATTRIBUTION_GRANULARITIES,
+    scoring="scores (one backward pass per batch of train prompts)",
+)
