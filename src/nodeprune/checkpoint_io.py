@@ -31,12 +31,13 @@ from torch import Tensor
 
 from .errors import NodepruneError
 from .fsutil import TMP_SUFFIX, WriteError, commit, discard, sync_folder, warn, write_temp
+from .run_files import CHECKPOINT_META_FILE, CHECKPOINT_TENSORS_FILE
 
 #: Format 2 added ``meta_sha256`` and ``task_file_sha256``; format 1 files still load.
 CHECKPOINT_FORMAT = 2
 READABLE_FORMATS = (1, 2)
-TENSORS_FILE = "checkpoint.safetensors"
-META_FILE = "checkpoint.json"
+TENSORS_FILE = CHECKPOINT_TENSORS_FILE
+META_FILE = CHECKPOINT_META_FILE
 META_CHECKSUM = "meta_sha256"
 TASK_CHECKSUM = "task_file_sha256"
 _WARNED: set[str] = set()

@@ -49,6 +49,7 @@ from .errors import NodepruneError
 from .evaluation import evaluate_on
 from .granularity import GRANULARITIES, where
 from .models import LoadedModel
+from .run_files import CLAIM_FILE, COMPARE_FILE, CURVES_FILE
 from .tasks import Task
 from .workbench import Workbench
 
@@ -112,9 +113,9 @@ class CompareResult:
     def save(self, out: Path) -> list[Path]:
         """compare.json, curves.json, claim.json, compare.txt and circuits/METHOD.json."""
         documents = {
-            "compare.json": self.rows,
-            "curves.json": self.curves_json(),
-            "claim.json": self.claim,
+            COMPARE_FILE: self.rows,
+            CURVES_FILE: self.curves_json(),
+            CLAIM_FILE: self.claim,
         }
         text = self.table() + "\n\n" + self.claim_text()
         return write_outputs(out, documents, text, self.circuits)

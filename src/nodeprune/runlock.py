@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NodepruneError
+from .run_files import LOCK_FILE
 
-LOCK_FILE = ".nodeprune.lock"
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 

@@ -50,19 +50,19 @@ from .circuit import Circuit
 from .config import DiscoveryConfig, merge_settings
 from .errors import NodepruneError
 from .fsutil import WriteError, atomic_write, check_writable, sha256_file, sync_folder, warn
+from .run_files import (
+    ASIDE_DIR,
+    CIRCUIT_FILE,
+    EMPTY_CIRCUIT_FILE,
+    MOVING_ASIDE_DIR,
+    MOVING_BACK_DIR,
+)
 from .runlock import FolderLock
 from .summary import circuit_status, circuit_summary, status_warning
 
 if TYPE_CHECKING:
     from .discovery import Discovery
 
-CIRCUIT_FILE = "circuit.json"
-EMPTY_CIRCUIT_FILE = "circuit.empty.json"
-#: The run an --overwrite replaces, until the new run has produced something.
-ASIDE_DIR = ".nodeprune-replaced"
-#: The same while files are moved into it, or back out of it (undone after a kill).
-MOVING_ASIDE_DIR = ".nodeprune-replacing"
-MOVING_BACK_DIR = ".nodeprune-restoring"
 #: Exit status of ``discover`` when the circuit came out empty (without --allow-empty).
 EXIT_EMPTY = 3
 #: Key of ``Circuit.extra`` with the SHA-256 of the task file the circuit was found on.

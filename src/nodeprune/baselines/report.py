@@ -9,6 +9,7 @@ from typing import Any
 from ..circuit import Circuit
 from ..curves import UNIT_GRANULARITIES, effective_masks
 from ..fsutil import atomic_write, write_json
+from ..run_files import CIRCUITS_DIR, COMPARE_TEXT_FILE
 
 #: Columns of the table: granularity, header.
 COUNT_COLUMNS = (
@@ -173,7 +174,7 @@ def write_outputs(
     written = []
     for name, content in documents.items():
         written.append(write_json(out / name, content, root=out))
-    written.append(atomic_write(out / "compare.txt", text + "\n", root=out))
+    written.append(atomic_write(out / COMPARE_TEXT_FILE, text + "\n", root=out))
     for method, circuit in circuits.items():
-        written.append(circuit.save(out / "circuits" / f"{method}.json", root=out))
+        written.append(circuit.save(out / CIRCUITS_DIR / f"{method}.json", root=out))
     return written

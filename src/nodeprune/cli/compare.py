@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NodepruneError
+from ..run_files import COMPARE_FILE
 from .flags import add_config_flags, config_from_args
 
 COMPARE_HELP = "compare multi-granular pruning with coarse pruning, attribution and random"
@@ -73,8 +74,8 @@ def cmd_compare(args: Any) -> int:
             f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}"
         )
     out = Path(args.out or f"runs/compare-{cfg.task}")
-    if (out / "compare.json").exists() and not args.overwrite:
-        raise NodepruneError(f"{out / 'compare.json'} exists; pass --overwrite to replace it")
+    if (out / COMPARE_FILE).exists() and not args.overwrite:
+        raise NodepruneError(f"{out / COMPARE_FILE} exists; pass --overwrite to replace it")
     options = CompareOptions(
         random_draws=args.random_draws,
         curve_lams=list(args.curve_lams),

@@ -11,16 +11,14 @@ from ..evaluation import METRIC_KEYS
 from ..fsutil import atomic_write, check_file_target, check_writable, ensure_folder
 from ..granularity import GRANULARITIES
 from ..metrics.ground_truth import reference_circuits, score_gpt2_circuit
-from ..stability import STABILITY_FILE, load_runs, save_stability, stability
+from ..run_files import FIGURES_DIR, REPORT_FILE, STABILITY_FILE
+from ..stability import load_runs, save_stability, stability
 from ..summary import METRIC_LABELS, UNDEFINED_FAITHFULNESS
 from . import figures_circuit as fc
 from . import figures_eval as fe
 from .html import Section, cards, document, figure, fmt, key_value_table, note, table
 from .plotting import Plot
 from .rundata import COMPARE_FILE, CURVES_FILE, RunData, load_run
-
-REPORT_FILE = "report.html"
-FIGURES_DIR = "figures"
 
 
 def build_report(run_dir: str | Path, other_runs: list[str | Path] | None = None) -> Path:

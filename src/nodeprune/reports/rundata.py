@@ -10,10 +10,7 @@ from typing import Any
 
 from ..circuit import Circuit
 from ..errors import NodepruneError
-from ..stability import STABILITY_FILE
-
-COMPARE_FILE = "compare.json"
-CURVES_FILE = "curves.json"
+from ..run_files import CIRCUIT_FILE, COMPARE_FILE, CURVES_FILE, STABILITY_FILE
 
 
 @dataclass
@@ -89,7 +86,7 @@ def load_run(folder: str | Path) -> RunData:
         path = path.parent
     if not path.is_dir():
         raise NodepruneError(f"run folder {path} does not exist")
-    circuit_file = path / "circuit.json"
+    circuit_file = path / CIRCUIT_FILE
     if not circuit_file.is_file():
         raise NodepruneError(
             f"{path} holds no circuit.json; give the --out folder of nodeprune discover"

@@ -19,19 +19,16 @@ from ..errors import NodepruneError
 from ..evaluation import METRIC_KEYS
 from ..fsutil import atomic_write, write_json
 from ..granularity import GRANULARITIES
+from ..run_files import CIRCUIT_FILE, CURVE_PNG, RESULTS_CSV, RESULTS_JSON, TRIALS_DIR
 from .grid import FAILED, FINISHED, PLAIN_AXES, axis_names
 
 if TYPE_CHECKING:
     from ..circuit import Circuit
     from .grid import Trial
 
-RESULTS_JSON = "results.json"
-RESULTS_CSV = "results.csv"
-CURVE_PNG = "sweep_curve.png"
-
 
 def circuit_relpath(digest: str) -> str:
-    return f"trials/{digest}/circuit.json"
+    return f"{TRIALS_DIR}/{digest}/{CIRCUIT_FILE}"
 
 
 def _base_row(trial: Trial, status: str, wall: float, worker: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..fsutil import write_json
+from ..run_files import SWEEP_FILE
 from .backends import Backend
 from .grid import SweepSpec
 from .results import FAILED, FINISHED, ResultTable
@@ -37,7 +38,7 @@ def run_sweep(
     trials = spec.trials()
     table = ResultTable(out)
     todo = [t for t in trials if not table.is_finished(t.hash)]
-    write_json(out / "sweep.json", {**spec.to_dict(), "trials": [t.hash for t in trials]})
+    write_json(out / SWEEP_FILE, {**spec.to_dict(), "trials": [t.hash for t in trials]})
     counts = {FINISHED: 0, FAILED: 0}
     bar = tqdm(total=len(todo), desc=f"sweep ({backend.name})", unit="trial", disable=not progress)
     bar.set_postfix(finished=0, failed=0, skipped=len(trials) - len(todo))

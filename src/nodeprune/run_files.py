@@ -1,0 +1,43 @@
+"""The names of the files nodeprune writes in a run folder, in one place.
+
+A ``discover`` run folder (runs.py, checkpoint_io.py, runlock.py):
+
+* ``circuit.json``: the result; ``circuit.empty.json`` instead when every node inside the
+  layers was pruned (unless ``--allow-empty``).
+* ``checkpoint.safetensors`` + ``checkpoint.json``: the run state.
+* ``.nodeprune.lock`` while a run is on; ``.nodeprune-replaced/`` (and the
+  ``-replacing``/``-restoring`` folders of a move in progress) while an ``--overwrite``
+  run keeps the run it replaces.
+
+A ``compare`` folder: ``compare.json``, ``curves.json``, ``claim.json``, ``compare.txt``
+and ``circuits/METHOD.json``. ``report`` adds ``report.html`` and ``figures/``;
+``stability --out`` writes ``stability.json`` where asked. A sweep folder: ``sweep.json``,
+``results.json``, ``results.csv``, ``sweep_curve.png`` and ``trials/HASH/circuit.json``.
+"""
+
+CIRCUIT_FILE = "circuit.json"
+EMPTY_CIRCUIT_FILE = "circuit.empty.json"
+CHECKPOINT_TENSORS_FILE = "checkpoint.safetensors"
+CHECKPOINT_META_FILE = "checkpoint.json"
+LOCK_FILE = ".nodeprune.lock"
+#: The run an --overwrite replaces, until the new run has produced something.
+ASIDE_DIR = ".nodeprune-replaced"
+#: The same while files are moved into it, or back out of it (undone after a kill).
+MOVING_ASIDE_DIR = ".nodeprune-replacing"
+MOVING_BACK_DIR = ".nodeprune-restoring"
+
+COMPARE_FILE = "compare.json"
+CURVES_FILE = "curves.json"
+CLAIM_FILE = "claim.json"
+COMPARE_TEXT_FILE = "compare.txt"
+CIRCUITS_DIR = "circuits"
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+STABILITY_FILE = "stability.json"
+
+SWEEP_FILE = "sweep.json"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+CURVE_PNG = "sweep_curve.png"
+TRIALS_DIR = "trials"
