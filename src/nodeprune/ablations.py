@@ -133,7 +133,7 @@ class Mean(Ablation):
 
 class Zero(Ablation):
     name = "zero"
-    description = "zero"
+    description = "0 (the site is scaled by its gate)"
     #: A zeroed hidden layer still leaves the down projection's bias.
     affine_consistent = False
     zero = True

@@ -141,7 +141,7 @@ class DiscoveryConfig:
                 raise NodepruneError(
                     f"lam_g has unknown granularity {key!r}{closest(key, GRANULARITIES)}"
                 )
-        self.lam_g = {**DEFAULT_LAM_G, **{k: float(v) for k, v in self.lam_g.items()}}
+        self.lam_g = complete_lam_g({k: float(v) for k, v in self.lam_g.items()})
         lim = LOG_ALPHA_LIMIT
         checks = [
             ("lam", 0.0 <= self.lam <= 1.0, "in [0, 1]"),
@@ -208,6 +208,11 @@ class DiscoveryConfig:
         if isinstance(data, dict) and "data_seed" not in data and "seed" in data:
             data = {**data, "data_seed": data["seed"]}
         return cls.from_dict(data, source)
+
+
+def complete_lam_g(lam_g: Mapping[str, float]) -> dict[str, float]:
+    """Every granularity's weight: the given ones over the defaults."""
+    return {**DEFAULT_LAM_G, **lam_g}
 
 
 def config_with(config: DiscoveryConfig, changes: Mapping[str, Any]) -> DiscoveryConfig:

@@ -9,16 +9,12 @@ from typing import Any
 from ..circuit import Circuit
 from ..curves import UNIT_GRANULARITIES, effective_masks
 from ..fsutil import atomic_write, write_json
+from ..granularity import GRANULARITIES
 from ..run_files import CIRCUITS_DIR, COMPARE_TEXT_FILE
 
-#: Columns of the table: granularity, header.
-COUNT_COLUMNS = (
-    ("attention_head", "heads"),
-    ("mlp_block", "MLP blocks"),
-    ("attention_neuron", "attn neurons"),
-    ("mlp_neuron", "MLP neurons"),
-)
-UNIT_LABELS = {"attention_neuron": "attention neurons", "mlp_neuron": "MLP neurons"}
+#: Columns of the table: granularity, header (Granularity.column).
+COUNT_COLUMNS = tuple((g.name, g.column) for g in GRANULARITIES.values() if g.column)
+UNIT_LABELS = {g: GRANULARITIES[g].label for g in UNIT_GRANULARITIES}
 
 
 def _label(row: dict[str, Any]) -> str:

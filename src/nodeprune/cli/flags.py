@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from ..ablations import ABLATIONS
 from ..config import LAM_G_PREFIX, DiscoveryConfig, layered_settings, load_toml
 from ..granularity import GRANULARITIES
 
@@ -16,7 +17,8 @@ HELP = {
     "model": "smollm2-135m (offline default), a Hugging Face hub name, a folder or a .gguf file",
     "task": "built-in task name (see `nodeprune tasks`)",
     "task_file": "JSONL file of prompt pairs (a custom task)",
-    "ablation": "what pruned nodes take: corrupted (default), mean or zero",
+    "ablation": "what pruned nodes take: "
+    + "; ".join(f"{a.name}: {a.description}" for a in ABLATIONS.values()),
     "granularities": "comma-separated granularities to gate, or all",
     "lam": "weight of sparsity vs faithfulness, in [0, 1]",
     "sparsity_warmup": "fraction of steps over which lam ramps up from 0",

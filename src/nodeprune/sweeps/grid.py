@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DEFAULT_LAM_G, LAM_G_PREFIX, DiscoveryConfig, merge_settings
+from ..config import LAM_G_PREFIX, DiscoveryConfig, complete_lam_g, merge_settings
 from ..errors import NodepruneError
 from ..granularity import GRANULARITIES
 from ..suggest import closest
@@ -65,7 +65,7 @@ def _complete(data: dict[str, Any]) -> dict[str, Any]:
         # TOML's 1 and the flag's 1.0 must hash alike.
         if isinstance(defaults[key], float) and type(value) is int:
             config[key] = float(value)
-    lam_g = {**DEFAULT_LAM_G, **config["lam_g"]}
+    lam_g = complete_lam_g(config["lam_g"])
     config["lam_g"] = {k: float(v) if type(v) is int else v for k, v in lam_g.items()}
     return config
 
