@@ -70,13 +70,13 @@ def sites_for(granularities: Iterable[str], ablation: Ablation | str) -> tuple[s
 def site_masks(
     own: dict[str, Tensor], effective: dict[str, Tensor], n_layers: int, ablation: Ablation
 ) -> dict[str, Tensor]:
-    """Per-site masks [L, dim] (a granularity without layers: [1, 1]) for the sites
+    """Per-site masks [L, dim] (a granularity without layers: [1, dim]) for the sites
     that gate anything."""
     out = {}
     for site, (gran, with_ancestors) in site_plan(own, ablation).items():
         gate = effective[gran] if with_ancestors else own[gran]
         per_layer = GRANULARITIES[gran].per_layer
-        out[site] = gate.reshape(n_layers, -1) if per_layer else gate.reshape(1, 1)
+        out[site] = gate.reshape(n_layers if per_layer else 1, -1)
     return out
 
 
