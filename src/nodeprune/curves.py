@@ -52,6 +52,16 @@ def fraction_kept(masks: dict[str, Tensor]) -> float:
     return kept / total
 
 
+def mean_kept_fraction(kept: dict[str, int], total: dict[str, int]) -> float | None:
+    """The *other* size measure, a sweep's (its rows' ``fraction_kept``, kept under that
+    name in results.json/csv for the files' sake): the mean over the gated granularities
+    of each one's kept fraction, each granularity counting equally (so a million MLP
+    output dimensions do not drown out the few hundred heads). Not the curves' x-axis
+    (:func:`fraction_kept`); None when nothing is gated."""
+    fractions = [kept[g] / total[g] for g in kept]
+    return sum(fractions) / len(fractions) if fractions else None
+
+
 def curve_point(masks: dict[str, Tensor], metrics: dict[str, float], **extra: Any) -> dict:
     point: dict[str, Any] = {"fraction_kept": fraction_kept(masks)}
     point.update({k: float(metrics[k]) for k in POINT_METRICS if k in metrics})

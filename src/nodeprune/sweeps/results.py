@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import lam_g_key, setting
+from ..curves import mean_kept_fraction
 from ..errors import NodepruneError
 from ..evaluation import METRIC_KEYS
 from ..fsutil import atomic_write, write_json
@@ -55,11 +56,9 @@ def finished_row(trial: Trial, circuit: Circuit, wall: float, worker: str) -> di
     row["metrics"] = dict(circuit.metrics)
     row["kept"] = {g: circuit.kept(g) for g in circuit.enabled}
     row["total"] = {g: circuit.total(g) for g in circuit.enabled}
-    fractions = {g: row["kept"][g] / row["total"][g] for g in circuit.enabled}
-    row["kept_fraction"] = fractions
-    # Each gated granularity counts equally, so a million MLP output dimensions do not
-    # drown out the few hundred heads.
-    row["fraction_kept"] = sum(fractions.values()) / len(fractions) if fractions else None
+    row["kept_fraction"] = {g: row["kept"][g] / row["total"][g] for g in circuit.enabled}
+    # Not the curves' fraction_kept (units kept): see curves.mean_kept_fraction.
+    row["fraction_kept"] = mean_kept_fraction(row["kept"], row["total"])
     timings = getattr(circuit, "timings", None) or circuit.extra
     row["train_s"] = timings.get("train_seconds")
     row["circuit"] = circuit_relpath(trial.hash)
