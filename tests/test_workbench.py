@@ -1,0 +1,98 @@
+"""The Workbench, the set-up of a run: built once, shared, and it takes its hooks off the
+model when closed or when its set-up fails; discover() neither ignores a misspelt
+setting nor changes the caller's config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_discovery_config
+
+import nodeprune.splits as splits
+from nodeprune import Discovery, DiscoveryConfig, discover
+from nodeprune.compare import CompareOptions, Comparison
+from nodeprune.errors import NodepruneError
+from nodeprune.large_models import GATED_ATTR
+from nodeprune.workbench import Workbench
+
+
+def hooks(loaded) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in loaded.model.modules())
+
+
+def _keep_none(monkeypatch):
+    monkeypatch.setattr(
+        splits, "keep_correct", lambda gated, task, batch, size: batch.select(torch.arange(0))
+    )
+
+
+def test_a_workbench_takes_its_hooks_off_when_closed(llama_model):
+    before = hooks(llama_model)
+    with Workbench.for_config(llama_model, tiny_discovery_config()) as bench:
+        assert hooks(llama_model) > before
+        assert getattr(llama_model.model, GATED_ATTR) is bench.gated
+        logprobs = bench.train_logprobs
+        assert bench.train_logprobs is logprobs  # computed once
+        assert logprobs.shape[0] == len(bench.data.train)
+    assert hooks(llama_model) == before
+    assert not hasattr(llama_model.model, GATED_ATTR)
+    bench.close()  # again: nothing
+
+
+def test_a_failed_set_up_leaves_no_hooks(llama_model, monkeypatch):
+    before = hooks(llama_model)
+    _keep_none(monkeypatch)
+    cfg = tiny_discovery_config(filter=True)
+    with pytest.raises(NodepruneError, match="answers none"):
+        Workbench.for_config(llama_model, cfg)
+    with pytest.raises(NodepruneError, match="answers none"):
+        Discovery(llama_model, cfg)
+    with pytest.raises(NodepruneError, match="answers none"):
+        Comparison(llama_model, cfg, CompareOptions(progress=False))
+    assert hooks(llama_model) == before
+
+
+def test_runs_share_one_workbench(llama_model):
+    cfg = tiny_discovery_config(steps=2)
+    with Workbench.for_config(llama_model, cfg) as bench:
+        hooked = hooks(llama_model)
+        coarse = DiscoveryConfig(**{**cfg.to_dict(), "granularities": ["attention_head"]})
+        first, second = Discovery(bench, cfg), Discovery(bench, coarse)
+        assert hooks(llama_model) == hooked  # no second set of hooks
+        assert first.data is second.data is bench.data
+        assert first.ablator.means is bench.ablator.means  # fitted once
+        assert set(second.ablator.sites) <= set(first.ablator.sites)
+        first.run(progress=False)
+        second.close()  # a shared workbench is its owner's to close
+        assert hooks(llama_model) == hooked
+        with pytest.raises(NodepruneError, match="ablation"):
+            Discovery(bench, DiscoveryConfig(**{**cfg.to_dict(), "ablation": "zero"}))
+
+
+def test_a_comparison_hangs_one_set_of_hooks(llama_model, monkeypatch):
+    before = hooks(llama_model)
+    seen = []
+    real = Discovery.train_step
+
+    def counting(self):
+        seen.append(hooks(llama_model))
+        return real(self)
+
+    monkeypatch.setattr(Discovery, "train_step", counting)
+    options = CompareOptions(random_draws=1, curve_scales=[], search_steps=0, progress=False)
+    with Comparison(llama_model, tiny_discovery_config(steps=2), options) as comparison:
+        hooked = hooks(llama_model)
+        comparison.run(["multi-granular", "coarse"])
+    assert seen and set(seen) == {hooked}
+    assert hooks(llama_model) == before
+
+
+def test_discover_refuses_a_misspelt_setting_and_keeps_the_callers_config(llama_model):
+    cfg = tiny_discovery_config(steps=2)
+    with pytest.raises(NodepruneError, match=r"unknown key 'lamm' \(did you mean 'lam'\?\)"):
+        discover(llama_model, cfg, lamm=0.5)
+    before = hooks(llama_model)
+    circuit = discover(llama_model, cfg, progress=False, steps=1, lam=0.5)
+    assert circuit.config["steps"] == 1 and circuit.config["lam"] == 0.5
+    assert cfg.steps == 2 and cfg.lam == tiny_discovery_config().lam
+    assert hooks(llama_model) == before  # discover() takes its hooks off again
