@@ -46,6 +46,7 @@ class Workbench:
         self,
         loaded: LoadedModel,
         task: Task,
+        *,
         ablation: str,
         sizes: dict[str, int],
         data_seed: int,
@@ -85,16 +86,21 @@ class Workbench:
     ) -> Workbench:
         """The workbench a (validated) config asks for: its task, ablation, split sizes,
         prompt seed, filtering and batch size (any of them replaceable)."""
+        sizes = sizes or {
+            "train": config.n_train,
+            "validation": config.n_val,
+            "test": config.n_test,
+        }
         return cls(
             loaded,
             task or resolve_task(config.task, config.task_file),
-            config.ablation,
-            sizes or {"train": config.n_train, "validation": config.n_val, "test": config.n_test},
-            config.data_seed if data_seed is None else data_seed,
-            config.filter,
-            config.eval_batch_size,
-            granularities,
-            data,
+            ablation=config.ablation,
+            sizes=sizes,
+            data_seed=config.data_seed if data_seed is None else data_seed,
+            filter_correct=config.filter,
+            batch_size=config.eval_batch_size,
+            granularities=granularities,
+            data=data,
         )
 
     # -- what it offers ---------------------------------------------------------------

@@ -16,10 +16,7 @@ def random_baseline_scores(bench: Workbench, request: ScoreRequest) -> Scores:
     return random_scores(bench.dims, list(request.granularities), request.generator())
 
 
-BASELINE = Baseline(
-    name="random",
-    description="random circuits of the multi-granular circuit's sizes",
-    scores=random_baseline_scores,
-    random=True,
-    scoring="{draws} draws of the multi-granular sizes",
-)
+#: Random draws: the mean and spread over --random-draws circuits of each size.
+BASELINE = Baseline("random", "random circuits of the multi-granular circuit's sizes",
+                    random_baseline_scores, random=True,
+                    scoring="{draws} draws of the multi-granular sizes")  # fmt: skip
