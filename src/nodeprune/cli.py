@@ -339,7 +339,7 @@ COMMANDS: dict[str, str] = {
     "report": "write RUN_DIR/report.html and figures",
     "export": "export a circuit for EAP-IG / MIB or TransformerLens",
     "stability": "keep frequency and Jaccard overlap across runs",
-    "models": "list the verified model families",
+    "models": "list the built-in models and the verified model families",
 }
 BUILDERS: dict[str, Callable[[Any], None]] = {
     "discover": _add_discover,
