@@ -197,3 +197,23 @@ def test_a_circuit_past_its_target_is_trimmed_from_its_least_open_gates():
 
     selection, kept, _ = _select(log_alpha, score)
     assert selection.measured >= 0.85 and kept == 463
+
+
+def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained):
+    import torch
+
+    with one_thread():
+        d = Discovery(trained, _config(trained, target_faithfulness=0.5))
+        try:
+            probe = d.probe
+            assert probe is not None and probe.ablated  # recorded once, at set-up
+            generator = torch.Generator().manual_seed(0)
+            masks = {
+                g: (torch.rand(la.shape, generator=generator) > 0.5).float()
+                for g, la in d.gates.log_alphas().items()
+            }
+            cached = probe.score(masks)
+            probe.ablated = None  # every score records the corrupted pass again
+            assert probe.score(masks) == cached
+        finally:
+            d.gated.remove()
