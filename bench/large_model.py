@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import psutil
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from nodeprune import Discovery, DiscoveryConfig
 from nodeprune.large_models import enable_gradient_checkpointing
-from nodeprune.models import DTYPES, cache_dir, load_model, wrap_model
+from nodeprune.models import DTYPES, load_tokenizer, wrap_model
 
 GB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -118,10 +118,7 @@ def build_model(shape: Shape, dtype: torch.dtype, seed: int = 0) -> LlamaForCaus
 
 
 def tokenizer():
-    folder = cache_dir() / "smollm2-135m-fp32"
-    if not (folder / "tokenizer.json").exists():
-        load_model("smollm2-135m")  # writes the cache once
-    return AutoTokenizer.from_pretrained(folder)
+    return load_tokenizer("smollm2-135m")
 
 
 def measure_step(loaded, dtype: str, batch: int, checkpointing: bool) -> dict[str, float]:

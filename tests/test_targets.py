@@ -143,3 +143,77 @@ def test_all_eight_granularities_train_without_collapse(trained, optimizer):
     assert circuit.enabled == list(circuit.granularities())
     assert circuit.kept("layer") >= 1 and not circuit.is_empty()
     assert circuit.metrics["normalized_faithfulness"] > 0.7
+
+
+class _CountingProbe:
+    """A stand-in for the validation prompts: faithfulness read off which gates are kept."""
+
+    def __init__(self, score):
+        self.score_masks = score
+
+    def score(self, masks):
+        return {"faithfulness": self.score_masks(masks["g"])}
+
+
+def _select(log_alpha, score, value=0.85):
+    import torch
+
+    from nodeprune.targets import select_threshold
+
+    def binarise(t):
+        return {"g": (log_alpha > t).float()}
+
+    target = Target("faithfulness", value)
+    selection = select_threshold(target, {"g": log_alpha}, binarise, _CountingProbe(score))
+    return selection, int(binarise(selection.threshold)["g"].sum()), torch
+
+
+def test_a_circuit_just_short_of_its_target_gets_back_only_what_it_needs():
+    # 500 open gates, 500 closed; the 50 least firmly closed each add 0.0005, and
+    # refilling 101-499 of the closed ones costs 0.05 (a measured curve is not monotone).
+    # The circuit needs 20 gates back, not the middle of the log-alpha range.
+    import torch
+
+    log_alpha = torch.cat([torch.linspace(0.1, 10, 500), -torch.linspace(0.1, 10, 500)])
+    closed_order = torch.arange(1000) >= 500  # the closed half, least firmly closed first
+
+    def score(mask):
+        back = mask[closed_order]
+        value = 0.84 + 0.0005 * float(back[:50].sum())
+        return value - (0.05 if 100 < back.sum() < 500 else 0.0)  # all back: the full model
+
+    selection, kept, _ = _select(log_alpha, score)
+    assert selection.measured >= 0.85
+    assert 500 + 20 <= kept <= 500 + 21
+
+
+def test_a_circuit_past_its_target_is_trimmed_from_its_least_open_gates():
+    import torch
+
+    log_alpha = torch.cat([torch.linspace(0.1, 10, 500), -torch.linspace(0.1, 10, 500)])
+
+    def score(mask):  # dropping up to 37 of the least open gates keeps the target
+        return 0.9 if mask[:500].sum() >= 463 else 0.5
+
+    selection, kept, _ = _select(log_alpha, score)
+    assert selection.measured >= 0.85 and kept == 463
+
+
+def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained):
+    import torch
+
+    with one_thread():
+        d = Discovery(trained, _config(trained, target_faithfulness=0.5))
+        try:
+            probe = d.probe
+            assert probe is not None and probe.ablated  # recorded once, at set-up
+            generator = torch.Generator().manual_seed(0)
+            masks = {
+                g: (torch.rand(la.shape, generator=generator) > 0.5).float()
+                for g, la in d.gates.log_alphas().items()
+            }
+            cached = probe.score(masks)
+            probe.ablated = None  # every score records the corrupted pass again
+            assert probe.score(masks) == cached
+        finally:
+            d.gated.remove()

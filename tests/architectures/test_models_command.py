@@ -23,3 +23,16 @@ def test_the_readme_table_is_the_commands():
     assert models_table(markdown=True) in README.read_text(), (
         "README's Architectures table is stale: paste `nodeprune models --markdown`"
     )
+
+
+def test_the_builtin_models_are_listed_and_in_the_readme(capsys):
+    from nodeprune.architectures.listing import builtin_table
+    from nodeprune.builtin_models import BUILTIN_MODELS
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for model in BUILTIN_MODELS.values():
+        assert model.name in out and model.install in out
+    assert builtin_table(markdown=True) in README.read_text(), (
+        "README's built-in models table is stale: paste `nodeprune models --markdown`"
+    )

