@@ -217,3 +217,39 @@ def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained)
             assert probe.score(masks) == cached
         finally:
             d.gated.remove()
+
+
+@pytest.mark.parametrize("command", ["discover", "compare"])
+@pytest.mark.parametrize(
+    ("flags", "faithfulness"),
+    [
+        ([], 0.85),  # neither a target nor a lam: the commands' default target
+        (["--lam", "0.9"], None),  # a lam alone: lam mode, as before targets existed
+        (["--lam-attention-head", "0.3"], None),
+        (["--n-val", "0"], None),  # no validation prompts to measure a target on
+        (["--target-kl", "0.5"], None),  # another target replaces the default one
+        (["--target-faithfulness", "0.7", "--lam", "0.5"], 0.7),
+    ],
+)
+def test_the_commands_aim_at_a_faithfulness_unless_told_otherwise(command, flags, faithfulness):
+    from nodeprune.config import COMMAND_TARGET
+
+    cfg = config_from_args(build_parser().parse_args([command, *flags]))
+    assert cfg.target_faithfulness == faithfulness
+    assert COMMAND_TARGET == ("target_faithfulness", 0.85)
+    # The Python API keeps lam mode by default.
+    assert DiscoveryConfig().target_faithfulness is None
+
+
+def test_the_commands_help_states_the_default_target(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["discover", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default 0.85, unless --lam, --lam-* or another target is given)" in help_text
+
+
+def test_a_resume_compares_only_what_was_given_not_the_default_target(tmp_path):
+    from nodeprune.cli.flags import given_config
+
+    data, _ = given_config(build_parser().parse_args(["discover", "--out", str(tmp_path)]))
+    assert "target_faithfulness" not in data  # a lam-mode checkpoint resumes as it was

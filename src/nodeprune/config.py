@@ -229,6 +229,31 @@ def config_with(config: DiscoveryConfig, changes: Mapping[str, Any]) -> Discover
 LAM_G_PREFIX = "lam_g."
 
 
+#: The target that the ``discover`` and ``compare`` commands aim at when given neither a
+#: target nor a sparsity weight (lam, lam_g): ask for the behaviour, get the smallest
+#: circuit that keeps it, so circuits of two methods, tasks or models are compared at the
+#: same faithfulness. 0.85 is the faithfulness the lam-mode default (lam 0.95) reached on
+#: SmolLM2 IOI (0.83), at about the same size. The Python API keeps lam mode by default.
+COMMAND_TARGET = ("target_faithfulness", 0.85)
+TARGET_KEYS = ("target_faithfulness", "target_kl", "target_size")
+
+
+def with_command_target(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` (a command's TOML file and flags, defaults not filled in) with the
+    commands' default target added when they ask for neither a target nor a lam (nor
+    for no validation prompts, ``n_val = 0``)."""
+    out = dict(settings)
+    if any(out.get(key) is not None for key in TARGET_KEYS):
+        return out
+    if "lam" in out or out.get("lam_g"):
+        return out  # a sparsity weight given alone means lam mode, as it always has
+    if out.get("n_val") == 0:
+        return out  # no validation prompts: nothing to measure a target on
+    key, value = COMMAND_TARGET
+    out[key] = value
+    return out
+
+
 def lam_g_key(key: str) -> str | None:
     """The granularity of a flat ``lam_g.<granularity>`` key, else None."""
     return key[len(LAM_G_PREFIX) :] if key.startswith(LAM_G_PREFIX) else None

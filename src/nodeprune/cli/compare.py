@@ -59,7 +59,7 @@ def add_compare_parser(sub: Any) -> None:
         default=8,
         help="bisection steps of the faithfulness-matched attribution size",
     )
-    add_config_flags(p)
+    add_config_flags(p, command_target=True)
     p.set_defaults(func=cmd_compare)
 
 

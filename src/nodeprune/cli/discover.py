@@ -134,7 +134,7 @@ def add_discover_parser(sub: Any) -> None:
         "circuit.empty.json and the exit status is 3)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_config_flags(p)
+    add_config_flags(p, command_target=True)
     add_large_model_flags(p)
     p.set_defaults(func=cmd_discover)
 

@@ -10,7 +10,14 @@ from dataclasses import fields
 from typing import Any
 
 from ..ablations import ABLATIONS
-from ..config import LAM_G_PREFIX, DiscoveryConfig, layered_settings, load_toml
+from ..config import (
+    COMMAND_TARGET,
+    LAM_G_PREFIX,
+    DiscoveryConfig,
+    layered_settings,
+    load_toml,
+    with_command_target,
+)
 from ..granularity import GRANULARITIES
 
 HELP = {
@@ -20,7 +27,8 @@ HELP = {
     "ablation": "what pruned nodes take: "
     + "; ".join(f"{a.name}: {a.description}" for a in ABLATIONS.values()),
     "granularities": "comma-separated granularities to gate, or all",
-    "lam": "weight of sparsity vs faithfulness, in [0, 1]",
+    "lam": "weight of sparsity vs faithfulness, in [0, 1]; given without a target (or "
+    "--lam-* alone), discovery runs in lam mode: no target, this fixed weight",
     "sparsity_warmup": "fraction of steps over which lam ramps up from 0",
     "margin_weight": "weight of the task-margin term in the faithfulness loss",
     "init_log_alpha": "mean initial gate log-alpha (higher = gates start more open)",
@@ -48,7 +56,9 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, command_target: bool = False) -> None:
+    """Every DiscoveryConfig field as a flag. ``command_target``: the command aims at
+    COMMAND_TARGET by default (config_from_args adds it), and its help says so."""
     defaults = DiscoveryConfig()
     for f in fields(DiscoveryConfig):
         default = getattr(defaults, f.name)
@@ -73,13 +83,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs["type"] = type(default)
         shown = ",".join(default) if isinstance(default, list) else default
+        if command_target and f.name == COMMAND_TARGET[0]:
+            shown = f"{COMMAND_TARGET[1]}, unless --lam, --lam-* or another target is given"
         parser.add_argument(flag(f.name), help=f"{helptext} (default {shown})", **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> DiscoveryConfig:
     """Defaults, then the TOML file, then flags given on the command line."""
     data, source = given_config(args)
-    return DiscoveryConfig.from_dict(data, source=source).validate()
+    return DiscoveryConfig.from_dict(with_command_target(data), source=source).validate()
 
 
 def given_config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
