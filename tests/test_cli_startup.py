@@ -53,6 +53,17 @@ def heavy_imports(argv: list[str]) -> list[str]:
         ["report", "--help"],
         ["stability", "--help"],
         ["tasks", "--help"],
+        # The commands that run models answer their bad input before importing torch.
+        ["export", "--help"],
+        ["export", "missing-run-folder", "--format", "eap-ig"],
+        ["export", "x.json", "--format", "bogus"],
+        ["compare", "--help"],
+        ["compare", "--methods", "bogus"],
+        ["compare", "--lam", "2"],
+        ["discover", "--lam", "2"],
+        ["discover", "--target-faithfulness", "1.5"],
+        ["discover", "--task", "no-such-task"],
+        ["discover", "--task-file", "no-such-file.jsonl"],
     ],
     ids=lambda argv: " ".join(argv) or "no-arguments",
 )

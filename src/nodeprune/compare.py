@@ -48,20 +48,14 @@ from .discovery import Discovery
 from .errors import NodepruneError
 from .evaluation import evaluate_on
 from .granularity import GRANULARITIES, where
+from .methods import DEFAULT_CURVE_SCALES, METHODS
 from .models import LoadedModel
 from .run_files import CLAIM_FILE, COMPARE_FILE, CURVES_FILE
 from .tasks import Task
 from .workbench import Workbench
 
-#: The methods: the two discoveries, then every baseline of the registry.
-METHODS = {
-    "multi-granular": "Discovery with every configured granularity (the method)",
-    "coarse": "Discovery with attention-head and MLP-block gates only",
-    **{name: b.description for name, b in BASELINES.items()},
-}
 #: The coarse method's granularities (Granularity.coarse).
 COARSE_GRANULARITIES = list(where(coarse=True))
-DEFAULT_CURVE_SCALES = [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
 @dataclass

@@ -41,6 +41,9 @@ class _TorchDtypes(Mapping[str, Any]):
 
         return getattr(torch, name)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._names  # a name check (validating a config) needs no torch
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
@@ -119,7 +122,7 @@ class DiscoveryConfig:
 
     def validate(self) -> DiscoveryConfig:
         from .ablations import parse_ablation
-        from .gates import LOG_ALPHA_LIMIT
+        from .hard_concrete import LOG_ALPHA_LIMIT
 
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in check_types(current, "config").items():
@@ -362,6 +365,8 @@ def check_types(values: dict[str, Any], source: str) -> dict[str, Any]:
 
 def check_device(device: str, what: str = "device") -> str:
     """``device`` if torch can run a model on it, else a one-line error."""
+    if device == "cpu":
+        return device  # always there: no need to import torch to say so
     import torch
 
     try:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from .circuit import Circuit
-from .errors import NodepruneError
 from .export_eap import (
     BOS_KEY,
     BOS_NOTE,
@@ -37,9 +36,9 @@ from .export_eap import (
     prompts_start_with_bos,
     resolve_parallel,
 )
+from .export_formats import EXPORT_OPTIONS, check_format
 from .export_tl import tl_hooks
 from .fsutil import write_json
-from .suggest import closest
 
 __all__ = [
     "BOS_KEY",
@@ -69,25 +68,14 @@ def _mib(circuit: Circuit, **options: Any) -> dict[str, Any]:
     return mib_graph(circuit, **options)[1]
 
 
-#: Registry of export formats: name -> function(circuit, **options) -> JSON-able dict.
-EXPORT_FORMATS: dict[str, Callable[..., dict[str, Any]]] = {
+#: The writer of each format of export_formats.EXPORT_OPTIONS (which owns the names and
+#: their options): name -> function(circuit, **options) -> JSON-able dict.
+_WRITERS: dict[str, Callable[..., dict[str, Any]]] = {
     "eap-ig": eap_graph,
     "tl-hooks": tl_hooks,
     "mib": _mib,
 }
-EXPORT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "eap-ig": ("parallel_attn_mlp", "neurons"),
-    "tl-hooks": (),
-    "mib": ("parallel_attn_mlp", "log_alphas", "mib_task", "mib_model"),
-}
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in EXPORT_FORMATS:
-        raise NodepruneError(
-            f"unknown export format {fmt!r}{closest(fmt, EXPORT_FORMATS)}; "
-            f"choose from {', '.join(EXPORT_FORMATS)}"
-        )
+EXPORT_FORMATS = {name: _WRITERS[name] for name in EXPORT_OPTIONS}
 
 
 def _options(fmt: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -97,14 +85,14 @@ def _options(fmt: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def export_circuit(circuit: Circuit, fmt: str, **options: Any) -> dict[str, Any]:
     """The JSON document of one format (for ``mib``: the importance-score file)."""
-    _check_format(fmt)
+    check_format(fmt)
     return EXPORT_FORMATS[fmt](circuit, **_options(fmt, options))
 
 
 def write_export(circuit: Circuit, fmt: str, out: str | Path, **options: Any) -> Path:
     """Write one format to ``out``: a file, or for ``mib`` the submission folder, under
     which ``<task>_<model>/importances.json`` is written. Returns the file written."""
-    _check_format(fmt)
+    check_format(fmt)
     if fmt == "mib":
         from .export_mib import write_mib
 

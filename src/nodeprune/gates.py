@@ -13,13 +13,8 @@ from torch import Tensor, nn
 
 from .architectures.base import ModelDims
 from .granularity import GRANULARITIES
+from .hard_concrete import BETA, GAMMA, LOG_ALPHA_LIMIT, ZETA
 
-BETA = 2.0 / 3.0
-GAMMA = -0.1
-ZETA = 1.1
-#: log-alpha is clamped to this range after every step: beyond it a gate is
-#: saturated anyway, and unbounded values overflow the sigmoid in fp16/bf16.
-LOG_ALPHA_LIMIT = 10.0
 _L0_SHIFT = BETA * math.log(-GAMMA / ZETA)
 
 

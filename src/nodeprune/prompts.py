@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are made: listing tasks and
+    # checking a task name need none
+    import torch
+    from torch import Tensor
 
 from .errors import NodepruneError
 
@@ -96,6 +99,8 @@ def single_token_id(tokenizer: object, text: str) -> int | None:
 
 def encode_examples(examples: Sequence[Example], tokenizer: object) -> PromptBatch:
     """Tokenise prompt pairs; answers must be single tokens, pairs equally long."""
+    import torch
+
     if not examples:
         raise NodepruneError("no examples to encode")
     clean, corrupted, answers, distractors = [], [], [], []

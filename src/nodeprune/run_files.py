@@ -15,6 +15,10 @@ and ``circuits/METHOD.json``. ``report`` adds ``report.html`` and ``figures/``;
 ``results.json``, ``results.csv``, ``sweep_curve.png`` and ``trials/HASH/circuit.json``.
 """
 
+from pathlib import Path
+
+from .errors import NodepruneError
+
 CIRCUIT_FILE = "circuit.json"
 EMPTY_CIRCUIT_FILE = "circuit.empty.json"
 CHECKPOINT_TENSORS_FILE = "checkpoint.safetensors"
@@ -41,3 +45,18 @@ RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 CURVE_PNG = "sweep_curve.png"
 TRIALS_DIR = "trials"
+
+
+def circuit_path(path: str | Path) -> Path:
+    """A run folder (holding circuit.json) or a circuit file."""
+    p = Path(path)
+    return p / CIRCUIT_FILE if p.is_dir() else p
+
+
+def existing_circuit_file(path: str | Path) -> Path:
+    """:func:`circuit_path`, refused in one line unless it is a file (checked before a
+    command imports torch, so a wrong path is answered at once)."""
+    p = circuit_path(path)
+    if not p.is_file():
+        raise NodepruneError(f"circuit file {p} does not exist")
+    return p

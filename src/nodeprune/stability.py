@@ -13,17 +13,11 @@ from .circuit import Circuit
 from .errors import NodepruneError
 from .granularity import GRANULARITIES, where
 from .metrics.jaccard import jaccard
-from .run_files import CIRCUIT_FILE
+from .run_files import circuit_path
 
 #: Granularities whose keep counts are stored node by node; the neuron-level ones are
 #: summarised per layer and by a histogram (tens of thousands of nodes).
 PER_NODE = where(neurons=False)
-
-
-def circuit_path(path: str | Path) -> Path:
-    """A run folder (holding circuit.json) or a circuit file."""
-    p = Path(path)
-    return p / CIRCUIT_FILE if p.is_dir() else p
 
 
 def load_runs(paths: list[str | Path]) -> list[Circuit]:

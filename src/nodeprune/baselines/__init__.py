@@ -1,19 +1,35 @@
 """Baselines that nodeprune's circuits are compared with (``nodeprune compare``).
 
-The registry below maps a name to a :class:`~nodeprune.baselines.base.Baseline`: a score
-function (workbench -> node scores) with its properties. Scores become circuits and
-metrics through one path (:mod:`nodeprune.baselines.circuits`). Adding a baseline is
-its own module plus one line here.
+The registry (:mod:`nodeprune.baselines.registry`, torch-free) maps a name to a
+:class:`~nodeprune.baselines.base.Baseline`: a score function (workbench -> node scores)
+with its properties. Scores become circuits and metrics through one path
+(:mod:`nodeprune.baselines.circuits`). Adding a baseline is its own module plus one
+declaration in the registry.
 """
 
-from .attribution import ATTRIBUTION_GRANULARITIES, attribution_scores
-from .attribution import BASELINE as ATTRIBUTION
-from .base import Baseline, ScoreRequest, Scores
-from .random_circuits import BASELINE as RANDOM
-from .selection import random_scores, scaled_counts, select_top_k
+from __future__ import annotations
 
-#: The registry, in the order ``nodeprune compare`` runs and reports them.
-BASELINES: dict[str, Baseline] = {b.name: b for b in (ATTRIBUTION, RANDOM)}
+from typing import Any
+
+from .base import Baseline, ScoreRequest, Scores
+from .registry import ATTRIBUTION_GRANULARITIES, BASELINES
+
+#: Names that import torch, loaded on first use (``nodeprune compare --help`` needs none).
+_LAZY = {
+    "attribution_scores": "attribution",
+    "random_scores": "selection",
+    "scaled_counts": "selection",
+    "select_top_k": "selection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ATTRIBUTION_GRANULARITIES",

@@ -24,13 +24,13 @@ from ..granularity import GRANULARITIES
 from ..intervention import GatedModel
 from ..prompts import PromptBatch
 from ..tasks.base import Task
-from .base import Baseline, ScoreRequest
+from .base import ScoreRequest
+from .registry import ATTRIBUTION_GRANULARITIES
 
 if TYPE_CHECKING:
     from ..workbench import Workbench
 
 #: The granularities the attribution baseline scores and selects (Granularity.attribution).
-ATTRIBUTION_GRANULARITIES = tuple(g.name for g in GRANULARITIES.values() if g.attribution)
 #: The site-level gates that are differentiated; every scored granularity is a sum of them.
 _SITE_GATES = tuple(
     g for g in GRANULARITIES if any(s.attribution == g for s in GRANULARITIES.values())
@@ -97,12 +97,3 @@ def attribution_baseline_scores(bench: Workbench, request: ScoreRequest) -> dict
     return attribution_scores(
         bench.gated, bench.ablator, bench.task, bench.data.train, bench.batch_size
     )
-
-
-BASELINE = Baseline(
-    name="attribution",
-    description="attribution patching, top-k nodes (size- and faithfulness-matched)",
-    scores=attribution_baseline_scores,
-    granularities=ATTRIBUTION_GRANULARITIES,
-    scoring="scores (one backward pass per batch of train prompts)",
-)

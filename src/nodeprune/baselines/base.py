@@ -9,18 +9,19 @@ module with its score function and a :class:`Baseline`, plus one line in the reg
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch-free at import: the registry feeds `nodeprune compare --help`
+    import torch
+    from torch import Tensor
 
-if TYPE_CHECKING:
     from ..workbench import Workbench
 
 #: Node scores per granularity, each of the granularity's shape: higher is kept first.
-Scores = dict[str, Tensor]
+Scores = dict[str, "Tensor"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class ScoreRequest:
 
     def generator(self) -> torch.Generator:
         """A generator of its own per (seed, draw): the same draw gives the same scores."""
+        import torch
+
         return torch.Generator().manual_seed(self.seed * 1000 + self.draw)
 
 
@@ -45,7 +48,9 @@ class Baseline:
     name: str
     #: One line for ``nodeprune compare --help`` and the docs.
     description: str
-    scores: ScoreFn
+    #: Its score function, ``module:function`` under nodeprune.baselines: imported when
+    #: first called, so declaring a baseline imports no torch.
+    score_function: str
     #: The granularities it can score (None: any).
     granularities: tuple[str, ...] | None = None
     #: Its scores are random draws: its row is the mean (and spread) over several draws
@@ -54,6 +59,12 @@ class Baseline:
     random: bool = False
     #: What the log says while it scores (``{draws}``: the number of draws).
     scoring: str = "scores"
+
+    def scores(self, bench: Workbench, request: ScoreRequest) -> Scores:
+        """The node scores of this baseline on ``bench``."""
+        module, _, name = self.score_function.partition(":")
+        function: ScoreFn = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return function(bench, request)
 
     def usable(self, enabled: list[str]) -> list[str]:
         """Of the reference circuit's granularities, those this baseline scores."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Baseline, ScoreRequest, Scores
+from .base import ScoreRequest, Scores
 from .selection import random_scores
 
 if TYPE_CHECKING:
@@ -14,9 +14,3 @@ if TYPE_CHECKING:
 def random_baseline_scores(bench: Workbench, request: ScoreRequest) -> Scores:
     """Uniform random scores: top-k of them is a uniformly random circuit of size k."""
     return random_scores(bench.dims, list(request.granularities), request.generator())
-
-
-#: Random draws: the mean and spread over --random-draws circuits of each size.
-BASELINE = Baseline("random", "random circuits of the multi-granular circuit's sizes",
-                    random_baseline_scores, random=True,
-                    scoring="{draws} draws of the multi-granular sizes")  # fmt: skip

@@ -15,7 +15,7 @@ COMPARE_HELP = "compare multi-granular pruning with coarse pruning, attribution 
 
 def add_compare_parser(sub: Any) -> None:
     """``nodeprune compare``: every ``discover`` flag, plus the comparison's own."""
-    from ..compare import DEFAULT_CURVE_SCALES, METHODS  # imports torch
+    from ..methods import DEFAULT_CURVE_SCALES, METHODS
 
     p = sub.add_parser("compare", help=COMPARE_HELP)
     p.add_argument("--config", help="TOML file with any of the discover flags as keys")
@@ -64,8 +64,7 @@ def add_compare_parser(sub: Any) -> None:
 
 
 def cmd_compare(args: Any) -> int:
-    from ..compare import METHODS, CompareOptions, Comparison
-    from ..models import load_model
+    from ..methods import METHODS
 
     cfg = config_from_args(args)
     unknown = [m for m in args.methods if m not in METHODS]
@@ -76,6 +75,10 @@ def cmd_compare(args: Any) -> int:
     out = Path(args.out or f"runs/compare-{cfg.task}")
     if (out / COMPARE_FILE).exists() and not args.overwrite:
         raise NodepruneError(f"{out / COMPARE_FILE} exists; pass --overwrite to replace it")
+    # Imported after the checks, so bad input is answered without waiting for torch.
+    from ..compare import CompareOptions, Comparison
+    from ..models import load_model
+
     options = CompareOptions(
         random_draws=args.random_draws,
         curve_lams=list(args.curve_lams),

@@ -23,6 +23,18 @@ EVALUATE_HELP = "recompute a saved circuit's metrics"
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    default_name = f"custom-{Path(cfg.task_file).stem}" if cfg.task_file else cfg.task
+    out = Path(args.out or f"runs/{default_name}")
+    if args.checkpoint_every < 0:
+        raise NodepruneError(f"checkpoint_every must be >= 0, got {args.checkpoint_every}")
+    from ..tasks import resolve_task
+
+    # The task is checked before the output folder is touched and the model loaded, so
+    # a typo costs no model load.
+    task = None if args.resume else resolve_task(cfg.task, cfg.task_file)
+    # Torch and the model code are imported after the settings and the task are checked,
+    # so bad input is answered at once.
     from ..checkpoint import RunInterrupted, check_task_file, read_meta
     from ..discovery import Discovery
     from ..fsutil import check_free_space
@@ -34,16 +46,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         warn_large_setup,
     )
     from ..runs import RunFolder, resume_hint, resumed_config, train, write_result
-    from ..tasks import resolve_task
 
-    cfg = config_from_args(args)
-    default_name = f"custom-{Path(cfg.task_file).stem}" if cfg.task_file else cfg.task
-    out = Path(args.out or f"runs/{default_name}")
-    if args.checkpoint_every < 0:
-        raise NodepruneError(f"checkpoint_every must be >= 0, got {args.checkpoint_every}")
-    # The task is checked before the output folder is touched and the model loaded, so
-    # a typo costs no model load.
-    task = None if args.resume else resolve_task(cfg.task, cfg.task_file)
     # Locked for the whole run; an --overwrite keeps the old run until this one has
     # written a checkpoint or its result, and puts it back if it fails before that.
     with RunFolder(out, args.resume, args.overwrite) as folder:

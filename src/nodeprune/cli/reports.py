@@ -25,15 +25,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..circuit import Circuit
-    from ..export import export_circuit, write_export
-    from ..stability import circuit_path
+    from ..run_files import existing_circuit_file
 
+    path = existing_circuit_file(args.circuit)  # before torch is imported
     if args.out and args.format != "mib":  # before the work: a folder is no file
         from ..fsutil import check_file_target
 
         check_file_target(args.out, "export --out")
-    path = circuit_path(args.circuit)
+    from ..circuit import Circuit
+    from ..export import export_circuit, write_export
+
     circuit = Circuit.load(path)
     options = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
     if args.format == "mib":
@@ -107,11 +108,11 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
-    from ..export import EXPORT_FORMATS  # imports torch: only for `nodeprune export ...`
+    from ..export_formats import EXPORT_OPTIONS
 
     p = sub.add_parser("export", help=EXPORT_HELP)
     p.add_argument("circuit", help="circuit.json or its run folder")
-    p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS), help="output format")
+    p.add_argument("--format", required=True, choices=list(EXPORT_OPTIONS), help="output format")
     p.add_argument(
         "--out", help="output file (default: standard output); for mib the submission folder"
     )

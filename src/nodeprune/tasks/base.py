@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are made: listing tasks and
+    # checking a task name need none
+    from torch import Tensor
 
 from ..prompts import Example, PromptBatch, encode_examples
 
@@ -43,6 +44,8 @@ class Task:
     def metric(self, logits: Tensor, batch: PromptBatch) -> Tensor:
         """Per-example task metric on answer-position logits [B, V]: by default the
         logit difference between the answer and the distractor."""
+        import torch
+
         rows = torch.arange(logits.shape[0], device=logits.device)
         return logits[rows, batch.answer_ids] - logits[rows, batch.distractor_ids]
 

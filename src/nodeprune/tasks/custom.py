@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are made: listing tasks and
+    # checking a task name need none
+    from torch import Tensor
 
 from ..errors import NodepruneError
 from ..fsutil import sha256_file
@@ -224,6 +226,8 @@ def _token_ids(texts: tuple[str, ...], tokenizer: object) -> list[int]:
 
 
 def _padded(prefix: str, rows: list[list[int]], width: int) -> dict[str, Tensor]:
+    import torch
+
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.float32)
     for i, row in enumerate(rows):

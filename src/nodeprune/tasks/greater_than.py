@@ -29,9 +29,11 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are made: listing tasks and
+    # checking a task name need none
+    from torch import Tensor
 
 from ..errors import NodepruneError
 from ..prompts import PromptBatch
@@ -146,6 +148,8 @@ class GreaterThanTask(Task):
         return examples
 
     def extras(self, examples: list[Example], tokenizer: object) -> dict[str, Tensor]:
+        import torch
+
         scheme = year_scheme(tokenizer, TEMPLATES[0].format(NOUN=NOUNS[0], YY="50"))
         years = [start_year(e.clean) for e in examples]
         ids = torch.tensor([scheme.ids] * len(examples), dtype=torch.long)
@@ -153,6 +157,8 @@ class GreaterThanTask(Task):
         return {"year_ids": ids, "year_weights": weights}
 
     def metric(self, logits: Tensor, batch: PromptBatch) -> Tensor:
+        import torch
+
         if "year_ids" not in batch.extras:
             raise NodepruneError(
                 "greater_than batches need their year extras: encode them with "
