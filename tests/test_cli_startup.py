@@ -27,13 +27,14 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in json.loads(
 """
 
 
-def heavy_imports(argv: list[str]) -> list[str]:
+def heavy_imports(argv: list[str], env: dict[str, str] | None = None) -> list[str]:
     """The heavy modules that running ``nodeprune ARGV`` imports, in a fresh interpreter."""
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(argv), json.dumps(HEAVY)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -139,3 +140,17 @@ def test_an_optional_package_missing_deeper_down_is_one_line(monkeypatch, capsys
     assert main(["tasks"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'nodeprune[ray]'" in err, err
+
+
+def test_tasks_reads_the_cached_tokenizer_without_torch(tmp_path, tokenizer, monkeypatch):
+    # Once the default model has been loaded (its dequantised copy cached), `nodeprune
+    # tasks` reads the tokenizer.json with the tokenizers library alone.
+    import os
+
+    from nodeprune.builtin_models import BUILTIN_MODELS, CACHE_STAMP, dequantised_folder
+
+    monkeypatch.setenv("NODEPRUNE_CACHE", str(tmp_path))
+    folder = dequantised_folder(BUILTIN_MODELS["smollm2-135m"].gguf())
+    tokenizer.save_pretrained(folder)
+    (folder / CACHE_STAMP).write_text("sha\n")
+    assert heavy_imports(["tasks"], env=dict(os.environ)) == []

