@@ -70,6 +70,8 @@ class Ablation:
     affine_consistent: ClassVar[bool] = True
     #: A pruned node takes 0: there are no stored values (the site is scaled by its gate).
     zero: ClassVar[bool] = False
+    #: Its values differ per prompt (and can be recorded once per split: ablator.py).
+    per_prompt: ClassVar[bool] = False
 
     def fit(
         self, recorder: Recorder, reference: PromptBatch, sites: tuple[str, ...], batch_size: int
@@ -96,6 +98,7 @@ class Ablation:
 class Corrupted(Ablation):
     name = "corrupted"
     description = "activation on the paired corrupted prompt (interchange; default)"
+    per_prompt = True
 
     def values(self, recorder: Any, batch: Any, sites: Any, fitted: Any) -> Ablated:
         acts = recorder.record(batch.corrupted_ids, batch.attention_mask, sites)

@@ -188,7 +188,9 @@ class Discovery:
         batch = self.data.train.select(idx).to(self.loaded.device)
         gates = self.gates.sample(self.generator)
         with self._autocast():
-            ablated = self.ablator.values(batch)
+            # The train prompts' corrupted activations, recorded once (ablator.py).
+            self.ablator.record(self.data.train, cfg.eval_batch_size)
+            ablated = self.ablator.values(batch, idx)
             # Each corrupted activation is freed once its site has run: they never all
             # coexist with the saved activations of the gated pass.
             logits = self.gated.gated_logits(
