@@ -23,6 +23,15 @@ EDGE_FORMAT = "nodeprune-edge-circuit"
 EDGE_FORMAT_VERSION = 1
 
 
+def is_edge_circuit_file(path: str | Path) -> bool:
+    """Whether ``path`` is an edge circuit file (a node circuit, or anything else: no)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("format") == EDGE_FORMAT
+
+
 @dataclass
 class EdgeCircuit:
     node: Circuit
