@@ -121,11 +121,17 @@ class _HandPatch:
 
         return mod.register_forward_pre_hook(pre), store
 
-    def run(self, upstream, group, row, clean, corrupted, mask):
+    def run(self, upstream, group, row, clean, corrupted, mask, kind="corrupted"):
+        """``kind``: corrupted (u's output on the corrupted prompt), mean (its mean over
+        the positions of the clean prompts) or zero."""
         handle, store = self._u_output(upstream)
         with torch.no_grad():
-            self.model(input_ids=corrupted, attention_mask=mask)
-        corrupted_out = store["out"]
+            self.model(input_ids=clean if kind == "mean" else corrupted, attention_mask=mask)
+        corrupted_out = {
+            "corrupted": store["out"],
+            "mean": store["out"].mean(dim=(0, 1)),
+            "zero": torch.zeros_like(store["out"]),
+        }[kind]
         handles = [handle]
         patch = {}
 
@@ -220,3 +226,34 @@ def test_unsupported_family_is_refused(tokenizer):
     gated = GatedModel(loaded)
     with pytest.raises(NodepruneError, match="does not support model type 'gpt_neox'"):
         EdgeModel(gated, EdgeGraph.full(loaded.dims))
+
+
+@pytest.mark.parametrize("kind", ["mean", "zero"])
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_closing_one_edge_under_mean_and_zero_ablation(model_type, kind, tokenizer):
+    row = next(r for r in SUPPORTED if r.model_type == model_type)
+    loaded = build(row, tokenizer)
+    gated = GatedModel(loaded)
+    clean, corrupted, mask, pos = _batch()
+    values = {}
+    if kind == "mean":
+        values = {k: v.mean(dim=(0, 1)) for k, v in gated.record(clean, mask).items()}
+    ablated = Ablated(values, ABLATIONS[kind])
+    dims = loaded.dims
+    graph = EdgeGraph.full(dims)
+    ups = {u.name: i for i, u in enumerate(graph.upstream)}
+    hand = _HandPatch(row, loaded.model, dims)
+    last = dims.n_layers - 1
+    rows = torch.arange(B)
+    cases = [("a0.h2", "attn", last, "q", 1), ("m0", "logits", dims.n_layers, "", 0)]
+    with EdgeModel(gated, graph) as edges:
+        for up, group_kind, layer, part, index in cases:
+            group = graph.group(group_kind, layer)
+            r = next(i for i, x in enumerate(group.rows) if (x.part, x.index) == (part, index))
+            gates = graph.split(torch.ones(graph.n_edges))
+            gates[group.name][r, ups[up]] = 0.0
+            with torch.no_grad():
+                got = edges.edge_logits(clean, mask, pos, {}, gates, ablated)
+            upstream = graph.upstream[ups[up]]
+            expected = hand.run(upstream, group, group.rows[r], clean, corrupted, mask, kind)
+            torch.testing.assert_close(got, expected[rows, pos], atol=1e-5, rtol=1e-5)
