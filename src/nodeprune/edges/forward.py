@@ -151,16 +151,18 @@ class EdgeModel:
 
         return hook
 
-    def _correction(self, group: Group) -> Tensor | None:
-        """sum_u (1 - m_ud) (out_u - abl_u) per row of ``group``: [rows, B, T, D]."""
+    def _correction(self, group: Group, device: torch.device) -> Tensor | None:
+        """sum_u (1 - m_ud) (out_u - abl_u) per row of ``group``: [rows, B, T, D], on
+        ``device`` (with a device map, upstream layers may live elsewhere)."""
         state = self._state
         assert state is not None
-        closed = state.closed[group.name]
+        closed = state.closed[group.name].to(device)
         total = None
         for start, diff in state.blocks:
             if start >= group.n_upstream:
                 break
-            part = torch.einsum("rn,nbtd->rbtd", closed[:, start : start + diff.shape[0]], diff)
+            block = closed[:, start : start + diff.shape[0]]
+            part = torch.einsum("rn,nbtd->rbtd", block.to(diff.dtype), diff.to(device))
             total = part if total is None else total + part
         return total
 
@@ -170,7 +172,7 @@ class EdgeModel:
             group = self.graph.group(kind, layer)
             if state is None or group is None:
                 return None
-            correction = self._correction(group)
+            correction = self._correction(group, args[0].device)
             if correction is None:
                 return None
             return (args[0] - correction[0].to(args[0].dtype), *args[1:])
@@ -183,7 +185,7 @@ class EdgeModel:
             group = self.graph.group("attn", layer)
             if state is None or group is None:
                 return None
-            correction = self._correction(group)
+            correction = self._correction(group, output.device)
             if correction is None:
                 return None
             rows = [i for i, r in enumerate(group.rows) if r.part in names]
