@@ -253,3 +253,15 @@ def test_a_resume_compares_only_what_was_given_not_the_default_target(tmp_path):
 
     data, _ = given_config(build_parser().parse_args(["discover", "--out", str(tmp_path)]))
     assert "target_faithfulness" not in data  # a lam-mode checkpoint resumes as it was
+
+
+def test_an_undefined_faithfulness_is_refused_as_a_target_before_training(llama_model):
+    # A random tiny model: full and fully ablated model score alike, so normalized
+    # faithfulness is undefined (NaN) and no circuit can be steered onto it.
+    cfg = DiscoveryConfig(
+        model="tiny", steps=5, n_train=16, n_val=16, n_test=8, filter=False,
+        target_faithfulness=0.85,
+    )  # fmt: skip
+    with pytest.raises(NodepruneError, match="undefined on these validation prompts"):
+        Discovery(llama_model, cfg)
+    assert not llama_model.model._forward_hooks  # nothing left hooked

@@ -145,6 +145,13 @@ class Discovery:
             self.controller = SparsityController(self.target, config.target_rate)
             if self.target.kind != "size":
                 self.probe = self._validation_probe()
+            if self.target.kind == "faithfulness" and not self.probe.faithfulness_defined():
+                # Refused before training, not after: no circuit can be steered onto it.
+                raise NodepruneError(
+                    "normalized faithfulness is undefined on these validation prompts (the "
+                    "full and the fully ablated model score about the same), so it cannot "
+                    "be a target; ask for --target-kl or --lam instead"
+                )
 
     def close(self) -> None:
         """Take an own workbench's hooks off the model (a shared one is its owner's)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .ablator import Ablator
-from .intervention import GatedModel
+from .intervention import Ablated, GatedModel
 from .objective import kl_full_to_circuit
 from .prompts import PromptBatch
 from .tasks.base import Task
@@ -120,8 +121,13 @@ def evaluate_gates(
     data: PromptBatch,
     gates: dict[str, Tensor],
     batch_size: int = 32,
+    circuit_logits: Callable[[PromptBatch, Ablated], Tensor] | None = None,
 ) -> dict[str, float]:
-    """Run full, circuit and fully-ablated models on ``data``; return the metrics."""
+    """Run full, circuit and fully-ablated models on ``data``; return the metrics.
+
+    ``circuit_logits(batch, ablated)`` replaces the circuit's pass (the edge phase's
+    edge-gated pass); the fully-ablated model is still every gate of ``gates`` closed,
+    so node and edge circuits are measured against the same two ends."""
     device = gated.loaded.device
     sums = {"kl": 0.0, "ld": 0.0, "ld_full": 0.0, "ld_abl": 0.0, "acc": 0.0, "em": 0.0}
     closed = {g: torch.zeros_like(v) for g, v in gates.items()}
@@ -131,7 +137,10 @@ def evaluate_gates(
         args = (part.clean_ids, part.attention_mask, part.answer_pos)
         ablated = ablator.values(part)
         full = gated.plain_logits(*args)
-        circuit = gated.gated_logits(*args, gates=gates, ablated=ablated)
+        if circuit_logits is None:
+            circuit = gated.gated_logits(*args, gates=gates, ablated=ablated)
+        else:
+            circuit = circuit_logits(part, ablated)
         none = gated.gated_logits(*args, gates=closed, ablated=ablated)
         full_lp = torch.log_softmax(full, -1)
         sums["kl"] += float(kl_full_to_circuit(full_lp, circuit).sum())

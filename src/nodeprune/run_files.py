@@ -9,6 +9,9 @@ A ``discover`` run folder (runs.py, checkpoint_io.py, runlock.py):
   ``-replacing``/``-restoring`` folders of a move in progress) while an ``--overwrite``
   run keeps the run it replaces.
 
+``nodeprune edges RUN`` works in ``RUN/edges/``: ``edge_circuit.json`` (the edge circuit),
+its checkpoint files and its lock.
+
 A ``compare`` folder: ``compare.json``, ``curves.json``, ``claim.json``, ``compare.txt``
 and ``circuits/METHOD.json``. ``report`` adds ``report.html`` and ``figures/``;
 ``stability --out`` writes ``stability.json`` where asked. A sweep folder: ``sweep.json``,
@@ -29,6 +32,9 @@ ASIDE_DIR = ".nodeprune-replaced"
 #: The same while files are moved into it, or back out of it (undone after a kill).
 MOVING_ASIDE_DIR = ".nodeprune-replacing"
 MOVING_BACK_DIR = ".nodeprune-restoring"
+
+EDGES_DIR = "edges"
+EDGE_CIRCUIT_FILE = "edge_circuit.json"
 
 COMPARE_FILE = "compare.json"
 CURVES_FILE = "curves.json"

@@ -129,6 +129,12 @@ class ValidationProbe:
         self.full_metric = torch.cat(full_metric)
         self.ablated_metric = torch.cat(ablated_metric)
 
+    def faithfulness_defined(self) -> bool:
+        """Whether normalized faithfulness means anything on these prompts: the full model
+        scores 1 unless full and fully ablated model score too alike (then NaN)."""
+        value = estimate_faithfulness(self.full_metric, self.full_metric, self.ablated_metric)
+        return not math.isnan(value.value)
+
     def _expand(self, gates: dict[str, Tensor]) -> dict[str, Tensor]:
         from .granularity import GRANULARITIES
 
@@ -185,6 +191,7 @@ def select_threshold(
     binarise: Callable[[float], dict[str, Tensor]],
     probe: ValidationProbe | None,
     iterations: int = 12,
+    measure_with: Callable[[Target, dict[str, Tensor], object], float] | None = None,
 ) -> Selection:
     """The binarisation threshold on log-alpha for ``target``.
 
@@ -197,7 +204,11 @@ def select_threshold(
     stays next to what training learned: a bisection on the threshold's value instead
     jumps to its middle (log-alphas spread over [-10, 10]), which refilled 96% of
     SmolLM2's MLP neurons to gain 0.01 of faithfulness.
+
+    ``measure_with(target, masks, probe)`` replaces :func:`measure` (the edge phase
+    measures edge circuits, whose size is a fraction of edges).
     """
+    measure_fn = measure if measure_with is None else measure_with
     values = torch.cat([la.detach().flatten().float().cpu() for la in log_alphas.values()])
     below_all = float(values.min()) - 1.0
     evaluations = 0
@@ -205,7 +216,7 @@ def select_threshold(
     def at(t: float) -> float:
         nonlocal evaluations
         evaluations += 1
-        return measure(target, binarise(t), probe)
+        return measure_fn(target, binarise(t), probe)
 
     if target.kind == "size":
         # Counting units needs no prompts: bisect to float precision.

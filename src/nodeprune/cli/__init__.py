@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import NodepruneError
-from . import compare, discover, models, reports, sweep, tasks
+from . import compare, discover, edges, models, reports, sweep, tasks
 from .flags import add_config_flags, config_from_args, given_config
 
 #: The subcommands, in ``nodeprune --help`` order, with their one-line help (each
@@ -24,6 +24,7 @@ from .flags import add_config_flags, config_from_args, given_config
 COMMANDS: dict[str, str] = {
     "discover": discover.DISCOVER_HELP,
     "evaluate": discover.EVALUATE_HELP,
+    "edges": edges.EDGES_HELP,
     "tasks": tasks.TASKS_HELP,
     "sweep": sweep.SWEEP_HELP,
     "compare": compare.COMPARE_HELP,
@@ -35,6 +36,7 @@ COMMANDS: dict[str, str] = {
 BUILDERS: dict[str, Callable[[Any], object]] = {
     "discover": discover.add_discover_parser,
     "evaluate": discover.add_evaluate_parser,
+    "edges": edges.add_edges_parser,
     "tasks": tasks.add_tasks_parser,
     "sweep": sweep.add_sweep_parser,
     "compare": compare.add_compare_parser,  # imports torch

@@ -33,8 +33,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         check_file_target(args.out, "export --out")
     from ..circuit import Circuit
+    from ..edges.circuit import is_edge_circuit_file
     from ..export import export_circuit, write_export
 
+    if is_edge_circuit_file(path):
+        return _export_edges(args, path)
     circuit = Circuit.load(path)
     options = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
     if args.format == "mib":
@@ -43,6 +46,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {write_export(circuit, args.format, args.out, **options)}", file=sys.stderr)
     else:
         sys.stdout.write(json.dumps(export_circuit(circuit, args.format, **options)) + "\n")
+    return 0
+
+
+def _export_edges(args: argparse.Namespace, path: Path) -> int:
+    """An edge circuit (``nodeprune edges``) exports as an EAP-IG graph with its edges."""
+    from ..edges.circuit import EdgeCircuit
+    from ..edges.export import edge_eap_graph
+    from ..errors import NodepruneError
+    from ..fsutil import write_json
+
+    if args.format != "eap-ig":
+        raise NodepruneError(
+            f"{path} is an edge circuit, which exports as --format eap-ig only so far "
+            "(export its node circuit, RUN/circuit.json, for the other formats)"
+        )
+    graph = edge_eap_graph(EdgeCircuit.load(path))
+    if args.out:
+        print(f"wrote {write_json(args.out, graph)}", file=sys.stderr)
+    else:
+        sys.stdout.write(json.dumps(graph) + "\n")
     return 0
 
 

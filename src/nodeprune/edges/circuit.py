@@ -1,0 +1,152 @@
+"""The edge circuit: the node circuit it refines, and which of its candidate edges are kept.
+
+The file holds the node circuit whole (so it is self-contained: the candidate edges are
+a function of its kept nodes) and one entry per candidate edge, in EdgeGraph order, with
+its final log-alpha as its score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..circuit import Circuit
+from ..errors import NodepruneError
+from .graph import EdgeGraph
+
+EDGE_FORMAT = "nodeprune-edge-circuit"
+EDGE_FORMAT_VERSION = 1
+
+
+def is_edge_circuit_file(path: str | Path) -> bool:
+    """Whether ``path`` is an edge circuit file (a node circuit, or anything else: no)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("format") == EDGE_FORMAT
+
+
+@dataclass
+class EdgeCircuit:
+    node: Circuit
+    kept: Tensor  # bool [n_edges], EdgeGraph order
+    log_alpha: Tensor  # float [n_edges]
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def graph(self) -> EdgeGraph:
+        return EdgeGraph(self.node.dims, self.node.effective_masks())
+
+    @classmethod
+    def implied(cls, node: Circuit) -> EdgeCircuit:
+        """Every candidate edge kept: the edges the node circuit implies."""
+        n = EdgeGraph(node.dims, node.effective_masks()).n_edges
+        return cls(node, torch.ones(n, dtype=torch.bool), torch.zeros(n))
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.kept.sum())
+
+    def edge_gates(self, like: Tensor | None = None) -> dict[str, Tensor]:
+        """Binary edge gates per downstream group, for ``EdgeModel.edge_logits``."""
+        dtype = like.dtype if like is not None else torch.float32
+        device = like.device if like is not None else None
+        return self.graph().split(self.kept.to(dtype=dtype, device=device))
+
+    def kept_edges(self) -> dict[tuple[str, str], float]:
+        """(parent, child) -> score of each kept edge (EdgeGraph's names)."""
+        names = self.graph().edge_names()
+        return {
+            name: float(la)
+            for name, keep, la in zip(
+                names, self.kept.tolist(), self.log_alpha.tolist(), strict=True
+            )
+            if keep
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        names = self.graph().edge_names()
+        return {
+            "format": EDGE_FORMAT,
+            "format_version": EDGE_FORMAT_VERSION,
+            "n_candidate_edges": len(names),
+            "n_kept_edges": self.n_kept,
+            "config": self.config,
+            "metrics": self.metrics,
+            "edges": [
+                {"parent": p, "child": c, "kept": bool(k), "log_alpha": float(la)}
+                for (p, c), k, la in zip(
+                    names, self.kept.tolist(), self.log_alpha.tolist(), strict=True
+                )
+            ],
+            "node_circuit": self.node.to_json(),
+            "extra": self.extra,
+            "timings": self.timings,
+        }
+
+    def save(self, path: str | Path, root: str | Path | None = None) -> Path:
+        from ..fsutil import write_json
+
+        return write_json(path, self.to_json(), root=root)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EdgeCircuit:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NodepruneError(f"edge circuit file {p} does not exist") from None
+        except (ValueError, OSError) as exc:
+            raise NodepruneError(f"{p}: not an edge circuit JSON file ({exc})") from exc
+        return cls.from_json(data, source=str(p))
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "edge circuit") -> EdgeCircuit:
+        if not isinstance(data, dict) or data.get("format") != EDGE_FORMAT:
+            raise NodepruneError(
+                f'{source}: not an edge circuit file (no "format": "{EDGE_FORMAT}"); '
+                "node circuits are read by the other commands"
+            )
+        if data.get("format_version") != EDGE_FORMAT_VERSION:
+            raise NodepruneError(
+                f"{source}: format_version {data.get('format_version')!r} is not supported "
+                f"(this nodeprune reads version {EDGE_FORMAT_VERSION})"
+            )
+        node = Circuit.from_json(data.get("node_circuit"), source=f"{source} node circuit")
+        names = EdgeGraph(node.dims, node.effective_masks()).edge_names()
+        edges = data.get("edges")
+        if not isinstance(edges, list) or len(edges) != len(names):
+            raise NodepruneError(
+                f"{source}: expected {len(names)} edges (the candidates of its node circuit), "
+                f"got {len(edges) if isinstance(edges, list) else type(edges).__name__}"
+            )
+        kept, scores = [], []
+        for i, (entry, (parent, child)) in enumerate(zip(edges, names, strict=True)):
+            if not isinstance(entry, dict) or (entry.get("parent"), entry.get("child")) != (
+                parent,
+                child,
+            ):
+                raise NodepruneError(f"{source}: edge {i} is not {parent}->{child}")
+            if not isinstance(entry.get("kept"), bool) or not isinstance(
+                entry.get("log_alpha"), int | float
+            ):
+                raise NodepruneError(f"{source}: edge {i} needs a boolean kept and a log_alpha")
+            kept.append(entry["kept"])
+            scores.append(float(entry["log_alpha"]))
+        return cls(
+            node,
+            torch.tensor(kept, dtype=torch.bool),
+            torch.tensor(scores, dtype=torch.float32),
+            config=dict(data.get("config") or {}),
+            metrics=dict(data.get("metrics") or {}),
+            extra=dict(data.get("extra") or {}),
+            timings=dict(data.get("timings") or {}),
+        )

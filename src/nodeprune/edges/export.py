@@ -1,0 +1,59 @@
+"""An edge circuit as an EAP-IG graph: the node circuit's graph (export_eap.py) with each
+edge's ``in_graph`` and ``score`` taken from the edge gates.
+
+An EAP-IG edge between two kept nodes is in the graph when its edge gate is kept; its
+score is the sigmoid of the gate's final log-alpha. Under grouped-query attention a key
+or value input belongs to a key/value head: the edges into ``a{L}.h{H}<k>`` of every
+query head of the group share that head's gate. Edges from or into pruned nodes are out,
+with score 0. A node is in the graph when it is kept and one of its kept edges touches it
+(the logits always).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..export_eap import eap_edges, eap_graph
+from .circuit import EdgeCircuit
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _child_key(child: str, suffix: str, group_size: int) -> str:
+    """EdgeGraph's name of an EAP-IG edge's downstream input."""
+    if suffix in ("<k>", "<v>"):
+        layer, head = child[1:].split(".h")
+        return f"a{layer}.g{int(head) // group_size}{suffix}"
+    return child + suffix
+
+
+def edge_eap_graph(edges: EdgeCircuit) -> dict[str, Any]:
+    """The EAP-IG graph JSON of an edge circuit (sequential attention and MLP only: the
+    edge phase supports no parallel-block family)."""
+    node = edges.node
+    dims = node.dims
+    graph = eap_graph(node, parallel_attn_mlp=False)
+    names = edges.graph().edge_names()
+    gates = {
+        (p, c): (bool(k), float(la))
+        for (p, c), k, la in zip(names, edges.kept.tolist(), edges.log_alpha.tolist(), strict=True)
+    }
+    group_size = dims.n_heads // dims.n_kv_heads
+    touched = {"logits"}
+    for parent, child, suffix in eap_edges(dims.n_layers, dims.n_heads, parallel=False):
+        gate = gates.get((parent, _child_key(child, suffix, group_size)))
+        kept, score = (False, 0.0) if gate is None else (gate[0], _sigmoid(gate[1]))
+        graph["edges"][f"{parent}->{child}{suffix}"] = {"score": score, "in_graph": kept}
+        if kept:
+            touched.update((parent, child))
+    for name, entry in graph["nodes"].items():
+        entry["in_graph"] = bool(entry["in_graph"]) and name in touched
+    graph["metadata"]["scores"] = (
+        "edges: sigmoid of the edge gate's final log-alpha (edge phase); 0 for edges "
+        "from or into nodes the node circuit pruned; nodes: as in the node circuit"
+    )
+    graph["metadata"]["edge_metrics"] = edges.metrics
+    return graph

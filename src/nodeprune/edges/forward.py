@@ -1,0 +1,246 @@
+"""The edge-gated forward pass, on hooks over stock modules.
+
+The input of a downstream node d is the residual stream at its place minus, for each
+candidate upstream node u with edge gate m_ud, ``(1 - m_ud) * (out_u - abl_u)``: out_u is
+u's output on this pass, abl_u its ablated output (its corrupted, mean or zero value),
+so a closed edge makes d read u's ablated output and everything else unchanged. Node
+gates (the node circuit's masks) act as in node discovery, through the GatedModel's
+hooks, which run before these.
+
+An MLP block and the logits read one input each: a pre-hook on the norm in front of
+them replaces its input. Heads need one input each (and one per query, key and value):
+a forward hook on the query/key/value projection replaces the kept heads' slices of its
+output with the projection of their own normed inputs (the stock norm's ``forward`` on
+``[rows, B, T, d_model]``, the projection's weight rows of the head); rotary embeddings,
+the attention itself and the output projection then run as the stock module has them.
+With every edge open each correction is exactly zero, and the pass is the node
+circuit's (tests/edges/test_edge_conformance.py).
+
+Memory: one ``[n, B, T, d_model]`` difference per group of candidate upstream nodes (the
+embedding; a layer's kept heads; a layer's MLP), so it grows with the surviving nodes,
+not with the model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..errors import NodepruneError
+from ..intervention import Ablated, GatedModel
+from .graph import EdgeGraph, Group
+from .layout import EdgeLayout, block_module, edge_layout, linear_weight
+
+
+@dataclass
+class _PassState:
+    """What the hooks read and write during one edge-gated pass."""
+
+    closed: dict[str, Tensor]  # group name -> 1 - m, [rows, prefix]
+    ablated: Ablated
+    #: (first upstream index, [n, B, T, D] out - ablated), in upstream order.
+    blocks: list[tuple[int, Tensor]] = field(default_factory=list)
+    residual: dict[int, Tensor] = field(default_factory=dict)
+
+
+class EdgeModel:
+    """Edge hooks over a GatedModel (whose hooks must already be on the model)."""
+
+    def __init__(self, gated: GatedModel, graph: EdgeGraph) -> None:
+        self.gated = gated
+        self.graph = graph
+        self.model = gated.model
+        self.layout: EdgeLayout = edge_layout(self.model)
+        dims = gated.dims
+        self.head_dim = dims.head_dim
+        self._first = {}  # (kind, layer) -> first upstream index of its block
+        self._heads: dict[int, list[int]] = {}
+        for i, u in enumerate(graph.upstream):
+            self._first.setdefault((u.kind, u.layer), i)
+            if u.kind == "head":
+                self._heads.setdefault(u.layer, []).append(int(u.head))
+        self._state: _PassState | None = None
+        self._handles: list = []
+        try:
+            self._install()
+        except AttributeError as exc:
+            self.remove()
+            raise NodepruneError(f"the edge phase cannot hook this model: {exc}") from exc
+
+    # -- hooks ------------------------------------------------------------------------
+    def _install(self) -> None:
+        adapter, model, lay = self.gated.adapter, self.model, self.layout
+        hooks = self._handles
+        hooks.append(adapter.embedding(model).register_forward_hook(self._embed_hook))
+        for layer, block in enumerate(adapter.layers(model)):
+            attn_norm = block_module(block, lay.attn_norm)
+            hooks.append(attn_norm.register_forward_pre_hook(self._capture(layer)))
+            if lay.fused:
+                parts = {block_module(block, lay.fused): ("q", "k", "v")}
+            else:
+                parts = {block_module(block, getattr(lay, f"{p}_proj")): (p,) for p in "qkv"}
+            for proj, names in parts.items():
+                hooks.append(proj.register_forward_hook(self._qkv_hook(layer, attn_norm, names)))
+            out_proj = adapter.attn_out_proj(block)
+            hooks.append(out_proj.register_forward_pre_hook(self._heads_hook(layer, out_proj)))
+            mlp_norm = block_module(block, lay.mlp_norm)
+            hooks.append(mlp_norm.register_forward_pre_hook(self._read_hook("mlp", layer)))
+            hooks.append(adapter.mlp(block).register_forward_hook(self._mlp_hook(layer)))
+        final = block_module(model, lay.final_norm)
+        n_layers = self.gated.dims.n_layers
+        hooks.append(final.register_forward_pre_hook(self._read_hook("logits", n_layers)))
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _ablated(self, site: str, layer: int, like: Tensor) -> Tensor:
+        assert self._state is not None
+        value = self._state.ablated.get((site, layer))
+        if value is None:  # zero ablation
+            return torch.zeros((), dtype=like.dtype, device=like.device)
+        return value.to(device=like.device, dtype=like.dtype)
+
+    def _embed_hook(self, module, args, output):
+        state = self._state
+        if state is None or ("embed", -1) not in self._first:
+            return None
+        out = output[0] if isinstance(output, tuple) else output
+        diff = out - self._ablated("embed", 0, out)
+        state.blocks.append((self._first[("embed", -1)], diff.unsqueeze(0)))
+        return None
+
+    def _capture(self, layer: int):
+        def hook(module, args):
+            if self._state is not None:
+                self._state.residual[layer] = args[0]
+
+        return hook
+
+    def _heads_hook(self, layer: int, out_proj):
+        def hook(module, args):
+            state = self._state
+            heads = self._heads.get(layer)
+            if state is None or not heads:
+                return None
+            z = args[0]
+            diff = z - self._ablated("attn_z", layer, z)
+            batch, seq = diff.shape[:2]
+            idx = torch.tensor(heads, device=z.device)
+            diff = diff.view(batch, seq, -1, self.head_dim).index_select(2, idx)
+            weight, _ = linear_weight(out_proj)  # [d_model, n_heads * head_dim]
+            w = weight.view(weight.shape[0], -1, self.head_dim).index_select(1, idx)
+            per_head = torch.einsum("bthe,dhe->hbtd", diff, w)
+            state.blocks.append((self._first[("head", layer)], per_head))
+            return None
+
+        return hook
+
+    def _mlp_hook(self, layer: int):
+        def hook(module, args, output):
+            state = self._state
+            if state is None or ("mlp", layer) not in self._first:
+                return None
+            out = output[0] if isinstance(output, tuple) else output
+            diff = out - self._ablated("mlp_out", layer, out)
+            state.blocks.append((self._first[("mlp", layer)], diff.unsqueeze(0)))
+            return None
+
+        return hook
+
+    def _correction(self, group: Group, device: torch.device) -> Tensor | None:
+        """sum_u (1 - m_ud) (out_u - abl_u) per row of ``group``: [rows, B, T, D], on
+        ``device`` (with a device map, upstream layers may live elsewhere)."""
+        state = self._state
+        assert state is not None
+        closed = state.closed[group.name].to(device)
+        total = None
+        for start, diff in state.blocks:
+            if start >= group.n_upstream:
+                break
+            block = closed[:, start : start + diff.shape[0]]
+            part = torch.einsum("rn,nbtd->rbtd", block.to(diff.dtype), diff.to(device))
+            total = part if total is None else total + part
+        return total
+
+    def _read_hook(self, kind: str, layer: int):
+        def hook(module, args):
+            state = self._state
+            group = self.graph.group(kind, layer)
+            if state is None or group is None:
+                return None
+            correction = self._correction(group, args[0].device)
+            if correction is None:
+                return None
+            return (args[0] - correction[0].to(args[0].dtype), *args[1:])
+
+        return hook
+
+    def _qkv_hook(self, layer: int, norm, names: tuple[str, ...]):
+        def hook(module, args, output):
+            state = self._state
+            group = self.graph.group("attn", layer)
+            if state is None or group is None:
+                return None
+            correction = self._correction(group, output.device)
+            if correction is None:
+                return None
+            rows = [i for i, r in enumerate(group.rows) if r.part in names]
+            if not rows:
+                return None
+            residual = state.residual[layer]
+            picked = torch.tensor(rows, device=residual.device)
+            inputs = norm.forward(residual.unsqueeze(0) - correction.index_select(0, picked))
+            weight, bias = linear_weight(module)
+            hd = self.head_dim
+            w_units = weight.view(-1, hd, weight.shape[1])  # per head of the output
+            b_units = None if bias is None else bias.view(-1, hd)
+            width = output.shape[-1] // len(names)  # each part's output width (fused)
+            units = [
+                names.index(group.rows[i].part) * (width // hd) + group.rows[i].index for i in rows
+            ]
+            unit_idx = torch.tensor(units, device=residual.device)
+            w = w_units.index_select(0, unit_idx)
+            new = torch.einsum("rbtd,red->rbte", inputs.to(w.dtype), w)
+            if b_units is not None:
+                new = new + b_units.index_select(0, unit_idx)[:, None, None, :]
+            batch, seq = output.shape[:2]
+            out = output.clone()
+            out.view(batch, seq, -1, hd)[:, :, unit_idx] = new.permute(1, 2, 0, 3).to(out.dtype)
+            return out
+
+        return hook
+
+    # -- the pass -----------------------------------------------------------------------
+    def edge_logits(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        answer_pos: Tensor,
+        node_gates: dict[str, Tensor],
+        edge_gates: dict[str, Tensor],
+        ablated: Ablated,
+    ) -> Tensor:
+        """Answer-position logits with the node gates and the per-group edge gates
+        (``EdgeGraph.split`` of one value per edge; 1 open, 0 closed)."""
+        if self.gated.checkpointing():
+            raise NodepruneError(
+                "the edge phase does not support gradient checkpointing yet; run it without"
+            )
+        closed = {name: 1 - m for name, m in edge_gates.items()}
+        self._state = _PassState(closed, ablated)
+        try:
+            return self.gated.gated_logits(
+                input_ids, attention_mask, answer_pos, gates=node_gates, ablated=ablated
+            )
+        finally:
+            self._state = None
+
+    def __enter__(self) -> EdgeModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

@@ -1,0 +1,419 @@
+"""The edge phase's training loop: hard-concrete gates on the candidate edges of a node
+circuit, trained with node discovery's objective (KL to the full model + lam times the
+size-normalised expected L0 of the edge gates), its target modes (targets.py), NaN checks
+(health.py) and checkpoint files (checkpoint.py).
+
+Only the node circuit's surviving nodes have edges (EdgeGraph), so the per-node state of
+the pass is one residual-stream difference per surviving node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import (
+    CHECKPOINT_FORMAT,
+    DAMAGED_ERRORS,
+    RunInterrupted,
+    StopOnSignal,
+    check_compatible,
+    damaged,
+    read_checkpoint,
+    save_state,
+)
+from ..circuit import Circuit
+from ..errors import NodepruneError
+from ..evaluation import evaluate_gates
+from ..gates import LOG_ALPHA_LIMIT, expected_l0, sample_gate
+from ..health import NumericalError, check_step
+from ..loop_state import load_optimizer, load_rng, optimizer_state, rng_state
+from ..objective import kl_full_to_circuit, sparsity_weight, total_loss
+from ..prompts import PromptBatch
+from ..targets import Selection, SparsityController, Target, ValidationProbe, select_threshold
+from ..version import __version__
+from ..workbench import Workbench
+from .circuit import EdgeCircuit
+from .config import EdgeConfig
+from .forward import EdgeModel
+from .graph import EdgeGraph
+
+
+@dataclass
+class EdgeStepLog:
+    step: int
+    loss: float
+    kl: float
+    sparsity: float
+    lam: float
+    kept: float
+    target_weight: float = 1.0
+    validation: float | None = None
+
+
+class EdgeProbe(ValidationProbe):
+    """The validation probe of node discovery, scoring edge circuits (``{"edges": mask}``)
+    on the node circuit's nodes."""
+
+    def __init__(self, edges: EdgeModel, node_gates: dict[str, Tensor], bench: Workbench):
+        assert bench.data.validation is not None
+        super().__init__(
+            bench.gated,
+            bench.ablator,
+            bench.task,
+            bench.data.validation,
+            list(node_gates),
+            bench.batch_size,
+        )
+        self.edges, self.node_gates = edges, node_gates
+
+    @torch.no_grad()
+    def score(self, masks: dict[str, Tensor]) -> dict[str, float]:
+        from ..evaluation import estimate_faithfulness
+
+        gates = self.edges.graph.split(masks["edges"].to(self.like.dtype).to(self.like.device))
+        metric, kl_sum = [], 0.0
+        for index, (part, full_lp) in enumerate(
+            zip(self.data.batches(self.batch_size), self.full_logprobs, strict=True)
+        ):
+            part = part.to(self.like.device)
+            ablated = self.ablated[index] if self.ablated else self.ablator.values(part)
+            logits = self.edges.edge_logits(
+                part.clean_ids,
+                part.attention_mask,
+                part.answer_pos,
+                self.node_gates,
+                gates,
+                ablated,
+            )
+            metric.append(self.task.metric(logits, part).float().cpu())
+            kl_sum += float(kl_full_to_circuit(full_lp, logits).sum())
+        estimate = estimate_faithfulness(torch.cat(metric), self.full_metric, self.ablated_metric)
+        return {"faithfulness": estimate.value, "kl": kl_sum / len(self.data)}
+
+
+def measure_edges(target: Target, masks: dict[str, Tensor], probe: object) -> float:
+    """The target's quantity for an edge circuit: size is the fraction of candidate
+    edges kept."""
+    if target.kind == "size":
+        return float(masks["edges"].float().mean())
+    assert isinstance(probe, EdgeProbe)
+    return probe.score(masks)[target.kind]
+
+
+def node_identity(node: Circuit) -> str:
+    """A digest of the node circuit's masks, so a checkpoint resumes only on its own."""
+    masks = {g: m.int().flatten().tolist() for g, m in sorted(node.masks.items())}
+    return hashlib.sha256(json.dumps(masks).encode()).hexdigest()[:16]
+
+
+class EdgeDiscovery:
+    """One edge-phase run on a workbench (built with every granularity, so that its
+    ablator records the embedding's, the heads' and the MLP blocks' ablated outputs) for
+    a node circuit found on the same prompts."""
+
+    def __init__(self, bench: Workbench, node: Circuit, config: EdgeConfig) -> None:
+        self.config = config.validate()
+        self.bench, self.node = bench, node
+        node.check_matches(bench.dims, bench.loaded.name, check_name=False)
+        if node.ablation != bench.ablator.kind.name:
+            raise NodepruneError(
+                f"the node circuit used {node.ablation} ablation, this workbench "
+                f"{bench.ablator.kind.name}; build the workbench from the circuit's config"
+            )
+        self.graph = EdgeGraph(bench.dims, node.effective_masks())
+        if self.graph.n_edges == 0:
+            raise NodepruneError("the node circuit keeps no node with edges; nothing to prune")
+        self.edges = EdgeModel(bench.gated, self.graph)
+        try:
+            self._set_up()
+        except BaseException:
+            self.edges.remove()
+            raise
+
+    def _set_up(self) -> None:
+        cfg, like = self.config, self.bench.like
+        self.node_gates = self.node.gate_values(like)
+        init = torch.Generator().manual_seed(cfg.seed)
+        values = cfg.init_log_alpha + cfg.init_spread * (
+            2 * torch.rand(self.graph.n_edges, generator=init) - 1
+        )
+        self.log_alpha = nn.Parameter(values.to(device=like.device, dtype=torch.float32))
+        self.optimizer = torch.optim.AdamW([self.log_alpha], lr=cfg.lr, weight_decay=0.0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.cursor = 0, 0
+        self.order = torch.empty(0, dtype=torch.long)
+        self.history: list[EdgeStepLog] = []
+        self.train_seconds = 0.0
+        self.target = cfg.target()
+        self.controller = SparsityController(self.target, cfg.target_rate) if self.target else None
+        self.probe: EdgeProbe | None = None
+        self.selection: Selection | None = None
+        if self.target is not None and self.target.kind != "size":
+            if self.bench.data.validation is None:
+                raise NodepruneError(
+                    f"target_{self.target.kind} is measured on validation prompts, but the "
+                    "node circuit's run had none; rerun node discovery with --n-val above 0"
+                )
+            self.probe = EdgeProbe(self.edges, self.node_gates, self.bench)
+
+    def close(self) -> None:
+        self.edges.remove()
+
+    def __enter__(self) -> EdgeDiscovery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- training ---------------------------------------------------------------------
+    def _next_indices(self) -> Tensor:
+        n = len(self.bench.data.train)
+        size = min(self.config.batch_size, n)
+        if self.cursor + size > len(self.order):
+            self.order = torch.randperm(n, generator=self.generator)
+            self.cursor = 0
+        idx = self.order[self.cursor : self.cursor + size]
+        self.cursor += size
+        return idx
+
+    def edge_logits(self, batch: PromptBatch, gates: Tensor, ablated) -> Tensor:
+        split = self.graph.split(gates.to(self.bench.like.dtype))
+        return self.edges.edge_logits(
+            batch.clean_ids, batch.attention_mask, batch.answer_pos, self.node_gates, split, ablated
+        )
+
+    def train_step(self) -> EdgeStepLog:
+        cfg = self.config
+        idx = self._next_indices()
+        batch = self.bench.data.train.select(idx).to(self.bench.device)
+        ablated = self.bench.ablator.values(batch)
+        logits = self.edge_logits(batch, sample_gate(self.log_alpha, self.generator), ablated)
+        full = self.bench.train_logprobs[idx.to(logits.device)]
+        kl = kl_full_to_circuit(full, logits).mean()
+        sparsity = expected_l0(self.log_alpha).mean()
+        lam_now = sparsity_weight(self.step, cfg.steps, cfg.lam, cfg.sparsity_warmup)
+        weight = self.controller.weight if self.controller is not None else 1.0
+        loss = total_loss(kl, sparsity, cfg.lam, lam_now * weight)
+        number, dtype = self.step + 1, str(self.bench.like.dtype).removeprefix("torch.")
+        check_step(number, dtype, cfg.lr, "kl", kl, "KL to the full model")
+        check_step(number, dtype, cfg.lr, "loss", loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_([self.log_alpha], cfg.grad_clip)
+        check_step(number, dtype, cfg.lr, "gradient", norm, "norm of the edge gate gradients")
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            self.log_alpha.clamp_(-LOG_ALPHA_LIMIT, LOG_ALPHA_LIMIT)
+        check_step(number, dtype, cfg.lr, "gates", self.log_alpha, "edge gate log-alphas")
+        self.step += 1
+        log = EdgeStepLog(
+            self.step,
+            loss.item(),
+            kl.item(),
+            sparsity.item(),
+            lam_now,
+            float((self.log_alpha > 0).float().mean()),
+            target_weight=weight,
+            validation=self._steer(),
+        )
+        self.history.append(log)
+        return log
+
+    def _steer(self) -> float | None:
+        cfg = self.config
+        if self.controller is None or self.target is None:
+            return None
+        warm = cfg.sparsity_warmup * cfg.steps
+        if self.step < warm or self.step % cfg.target_every != 0 or self.step == cfg.steps:
+            return None
+        measured = measure_edges(self.target, self.masks_at(0.0), self.probe)
+        self.controller.update(measured)
+        return measured
+
+    def run(
+        self, progress: bool = True, checkpoint_dir: str | Path | None = None, every: int = 0
+    ) -> EdgeCircuit:
+        """Train up to ``config.steps`` (a restored run continues), checkpointing every
+        ``every`` steps, after the last and on SIGINT/SIGTERM; return the edge circuit."""
+        bar = tqdm(total=self.config.steps, initial=self.step, desc="edges", disable=not progress)
+        with StopOnSignal(enabled=checkpoint_dir is not None) as stop:
+            while self.step < self.config.steps:
+                started = time.perf_counter()
+                try:
+                    log = self.train_step()
+                except NumericalError:
+                    bar.close()
+                    raise
+                self.train_seconds += time.perf_counter() - started
+                bar.update(1)
+                bar.set_postfix_str(f"loss {log.loss:.3f} kl {log.kl:.3f} edges {log.kept:.2f}")
+                due = every > 0 and self.step % every == 0
+                last = self.step == self.config.steps
+                if checkpoint_dir is not None and (due or last or stop.received is not None):
+                    self.save_checkpoint(checkpoint_dir)
+                if stop.received is not None:
+                    bar.close()
+                    raise RunInterrupted(
+                        f"interrupted by {signal.Signals(stop.received).name} after edge step "
+                        f"{self.step} of {self.config.steps}; checkpoint written to "
+                        f"{checkpoint_dir}",
+                        stop.received,
+                        self.step,
+                    )
+        bar.close()
+        return self.circuit()
+
+    # -- the result ---------------------------------------------------------------------
+    def masks_at(self, threshold: float) -> dict[str, Tensor]:
+        return {"edges": (self.log_alpha.detach() > threshold).cpu()}
+
+    def final_mask(self) -> Tensor:
+        if self.target is None:
+            return self.masks_at(0.0)["edges"]
+        if self.selection is None:
+            self.selection = select_threshold(
+                self.target,
+                {"edges": self.log_alpha},
+                self.masks_at,
+                self.probe,
+                measure_with=measure_edges,
+            )
+        return self.masks_at(self.selection.threshold)["edges"]
+
+    def evaluate(self, kept: Tensor, split: str = "test") -> dict[str, float]:
+        """Metrics of the edge circuit ``kept`` on a split, against the same full and
+        fully-ablated models as the node circuit's metrics."""
+        bench = self.bench
+        gates = kept.to(device=bench.like.device, dtype=bench.like.dtype)
+
+        def logits(part: PromptBatch, ablated) -> Tensor:
+            return self.edge_logits(part, gates, ablated)
+
+        return evaluate_gates(
+            bench.gated,
+            bench.ablator,
+            bench.task,
+            getattr(bench.data, split),
+            self.node_gates,
+            bench.batch_size,
+            circuit_logits=logits,
+        )
+
+    def circuit(self) -> EdgeCircuit:
+        kept = self.final_mask()
+        result = EdgeCircuit(
+            self.node,
+            kept,
+            self.log_alpha.detach().cpu().float(),
+            config=self.config.to_dict(),
+        )
+        result.metrics = self.evaluate(kept)
+        result.extra = {
+            "node_circuit": node_identity(self.node),
+            "history": [asdict(h) for h in self.history[:: max(1, len(self.history) // 100)]],
+        }
+        if self.target is not None:
+            assert self.selection is not None and self.controller is not None
+            result.extra["target"] = {
+                "kind": self.target.kind,
+                "value": self.target.value,
+                "final_sparsity_weight": self.controller.weight,
+                **self.selection.to_json(),
+            }
+        result.timings = {"train_seconds": round(self.train_seconds, 2)}
+        return result
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {
+            "name": self.bench.loaded.name,
+            "dims": self.bench.dims.to_dict(),
+            "node_circuit": node_identity(self.node),
+        }
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        opt_tensors, opt_plain = optimizer_state(self.optimizer)
+        rng_tensors, rng_plain = rng_state(self.generator, self.bench.device)
+        tensors = {
+            "edges.log_alpha": self.log_alpha.detach(),
+            "data.order": self.order,
+            **opt_tensors,
+            **rng_tensors,
+        }
+        meta = {
+            "format_version": CHECKPOINT_FORMAT,
+            "nodeprune_version": __version__,
+            "phase": "edges",
+            "step": self.step,
+            "cursor": self.cursor,
+            "config": self.config.to_dict(),
+            "model": self.identity(),
+            "optimizer": opt_plain,
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_plain,
+            "history": [asdict(h) for h in self.history],
+            "train_seconds": self.train_seconds,
+        }
+        return tensors, meta
+
+    def save_checkpoint(self, folder: str | Path) -> Path:
+        tensors, meta = self.state()
+        return save_state(folder, tensors, meta, self.step)
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        tensors, meta = read_checkpoint(folder)
+        check_compatible(self.config.to_dict(), self.identity(), self.bench.task, meta, folder)
+        try:
+            log_alpha = tensors["edges.log_alpha"]
+            if log_alpha.shape != self.log_alpha.shape or not torch.isfinite(log_alpha).all():
+                raise ValueError("edge gate logits do not fit the candidate edges")
+            order, step, cursor = tensors["data.order"], meta["step"], meta["cursor"]
+            if not (isinstance(step, int) and 0 <= step <= self.config.steps):
+                raise ValueError(f"step {step!r} is out of range")
+            if not (isinstance(cursor, int) and 0 <= cursor <= len(order)):
+                raise ValueError(f"cursor {cursor!r} is out of range")
+            history = [EdgeStepLog(**h) for h in meta["history"]]
+            with torch.no_grad():
+                self.log_alpha.copy_(log_alpha.to(self.log_alpha.device))
+            load_optimizer(self.optimizer, tensors, meta["optimizer"])
+            self.scheduler.load_state_dict(meta["scheduler"])
+            load_rng(self.generator, self.bench.device, tensors, meta["rng"])
+            self.order, self.cursor, self.step = order.clone(), cursor, step
+            self.history, self.train_seconds = history, float(meta["train_seconds"])
+        except DAMAGED_ERRORS as exc:
+            raise damaged(folder, f"{type(exc).__name__}: {exc}") from exc
+        if self.controller is not None:
+            # As in node discovery: the controller is a function of its measurements.
+            self.controller = SparsityController(self.controller.target, self.config.target_rate)
+            for log in self.history:
+                if log.validation is not None:
+                    self.controller.update(log.validation)
+
+
+def edge_workbench(loaded, node: Circuit) -> Workbench:
+    """The workbench of a node circuit's run (its task, ablation, prompts, seed and
+    sizes) with every granularity hooked, for the edge phase."""
+    from ..config import DiscoveryConfig, config_with
+    from ..tasks import resolve_task
+
+    saved = DiscoveryConfig.from_saved(node.config, source="circuit config").validate()
+    cfg = config_with(saved, {"ablation": node.ablation})
+    task = resolve_task(node.task, cfg.task_file)
+    return Workbench.for_config(loaded, cfg, task, granularities=None)
