@@ -17,14 +17,15 @@ class Ablator:
         self.gated = gated
         self.means: dict[SiteKey, torch.Tensor] = {}
         #: Only the sites that the model's granularities gate under this ablation.
-        self.sites = sites_for(gated.granularities, self.kind)
+        self.sites = sites_for(gated.granularities, self.kind, gated.dims.n_experts > 0)
 
     def restricted(self, granularities: list[str]) -> Ablator:
         """The same fitted ablator recording only the sites ``granularities`` gate (a
         subset of this one's): a discovery at fewer granularities on a shared set-up."""
         view = Ablator.__new__(Ablator)
         view.kind, view.gated, view.means = self.kind, self.gated, self.means
-        view.sites = tuple(s for s in sites_for(granularities, self.kind) if s in self.sites)
+        moe = self.gated.dims.n_experts > 0
+        view.sites = tuple(s for s in sites_for(granularities, self.kind, moe) if s in self.sites)
         return view
 
     def fit(self, reference: PromptBatch, batch_size: int = 32) -> Ablator:
