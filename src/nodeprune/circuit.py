@@ -278,7 +278,7 @@ def _dims(raw: Any, source: str) -> ModelDims:
     names = [f.name for f in fields(ModelDims)]
     # A dense model's file has no expert sizes (as before they existed): they read as 0.
     given = {**dict.fromkeys(_EXPERT_DIMS, 0), **raw}
-    if set(given) != set(names) or (set(_EXPERT_DIMS) & set(raw)) not in (set(), _EXPERT_DIMS):
+    if set(given) != set(names) or (set(_EXPERT_DIMS) & set(raw)) not in (set(), set(_EXPERT_DIMS)):
         raise NodepruneError(
             f"{source}: malformed circuit file (model_dims must have exactly the keys "
             f"{', '.join(n for n in names if n not in _EXPERT_DIMS)}, and "
@@ -296,7 +296,7 @@ def _dims(raw: Any, source: str) -> ModelDims:
     return dims
 
 
-_EXPERT_DIMS = {"n_experts", "d_expert"}
+_EXPERT_DIMS = ("n_experts", "d_expert")
 
 
 def _mask(value: Any, name: str, expected: tuple[int, ...], source: str) -> Tensor:
