@@ -181,3 +181,19 @@ def test_the_summary_of_a_dense_circuit_has_no_expert_rows():
     text = circuit_summary(circuit)
     assert "expert" not in text
     assert all(g in text for g in GRANULARITIES if not g.startswith("expert"))
+
+
+def test_the_report_lists_and_draws_the_experts():
+    from nodeprune.reports.build import _overview
+    from nodeprune.reports.figures_circuit import LAYERED, kept_fraction_per_layer
+
+    masks = full_masks(WITH_SHARED)
+    masks["expert"][0, 0] = False
+    enabled = ["mlp_block", "mlp_neuron", "expert", "expert_neuron"]
+    circuit = Circuit("tiny", "ioi", "corrupted", 0, WITH_SHARED, masks, enabled)
+    overview = _overview(circuit)
+    assert "<td>expert</td>" in overview and "<td>expert_neuron</td>" in overview
+    assert {"expert", "expert_neuron"} <= set(LAYERED)  # rows of the per-layer heat map
+    assert kept_fraction_per_layer(circuit).png
+    dense = Circuit("tiny", "ioi", "corrupted", 0, DENSE, full_masks(DENSE), ["mlp_neuron"])
+    assert "expert" not in _overview(dense)
