@@ -3,6 +3,7 @@ kept once, so a training step slices them instead of running a corrupted pass.""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import tiny_discovery_config
 
@@ -14,8 +15,16 @@ def _discovery(model, **kw):
     return Discovery(model, tiny_discovery_config(steps=6, n_train=24, lr=0.3, lam=0.5, **kw))
 
 
-def test_recorded_values_are_the_corrupted_pass_at_every_real_token(llama_model):
-    d = _discovery(llama_model, granularities=["all"])
+@pytest.mark.parametrize("family", ["llama", "qwen2_moe"])
+def test_recorded_values_are_the_corrupted_pass_at_every_real_token(family, llama_model, tokenizer):
+    # qwen2_moe: expert sites hold [B, T, experts, d_expert], padded along T all the same.
+    if family == "llama":
+        model = llama_model
+    else:
+        from architectures.tiny_models import ROWS, build
+
+        model = build(next(r for r in ROWS if r.id == family), tokenizer)
+    d = _discovery(model, granularities=["all"])
     try:
         assert d.ablator.record(d.data.train, 7)  # batches that do not match the steps'
         idx = torch.tensor([5, 0, 17, 3])

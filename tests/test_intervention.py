@@ -8,6 +8,7 @@ import torch
 
 from nodeprune.ablator import Ablator
 from nodeprune.gates import GateSet
+from nodeprune.granularity import GRANULARITIES
 from nodeprune.intervention import GatedModel
 from nodeprune.prompts import encode_examples
 from nodeprune.splits import generate_split
@@ -20,19 +21,7 @@ def _batch(loaded, n=6):
 
 
 def _open_gates(loaded):
-    gates = GateSet(
-        loaded.dims,
-        [
-            "embedding",
-            "layer",
-            "attention_block",
-            "mlp_block",
-            "attention_head",
-            "attention_neuron",
-            "mlp_neuron",
-            "mlp_output",
-        ],
-    )
+    gates = GateSet(loaded.dims, list(GRANULARITIES))  # all the model has
     return {g: torch.ones_like(v) for g, v in gates.deterministic().items()}
 
 

@@ -29,9 +29,9 @@ class Ablator:
         self.gated = gated
         self.means: dict[SiteKey, torch.Tensor] = {}
         #: Only the sites that the model's granularities gate under this ablation.
-        self.sites = sites_for(gated.granularities, self.kind)
+        self.sites = sites_for(gated.granularities, self.kind, gated.dims.n_experts > 0)
         #: The recorded split (shared with the restricted views): the split it is of,
-        #: and each site's values [N, T, dim] for every site of this (full) ablator.
+        #: and each site's values [N, T, ...] for every site of this (full) ablator.
         self.recording: dict[str, object] = {}
 
     def restricted(self, granularities: list[str]) -> Ablator:
@@ -39,7 +39,8 @@ class Ablator:
         subset of this one's): a discovery at fewer granularities on a shared set-up."""
         view = Ablator.__new__(Ablator)
         view.kind, view.gated, view.means = self.kind, self.gated, self.means
-        view.sites = tuple(s for s in sites_for(granularities, self.kind) if s in self.sites)
+        moe = self.gated.dims.n_experts > 0
+        view.sites = tuple(s for s in sites_for(granularities, self.kind, moe) if s in self.sites)
         view.recording = self.recording
         view._all_sites = self.all_sites
         return view
@@ -67,7 +68,9 @@ class Ablator:
         for part in split.batches(batch_size):
             values = self.kind.values(self.gated, part.to(device), self.all_sites, self.means)
             for key, value in values.values.items():
-                padded = torch.nn.functional.pad(value, (0, 0, 0, width - value.shape[1]))
+                # [B, T, ...] (an expert site has more dims) padded to the split's width
+                padded = value.new_zeros((value.shape[0], width, *value.shape[2:]))
+                padded[:, : value.shape[1]] = value
                 parts.setdefault(key, []).append(padded)
                 used += padded.numel() * padded.element_size()
             if used > budget:

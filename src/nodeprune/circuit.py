@@ -39,10 +39,24 @@ def make_consistent(masks: dict[str, Tensor], enabled: list[str]) -> dict[str, T
             continue
         # Each child granularity of a block is a complete view of it (all of an MLP's
         # hidden neurons, or all its output dimensions): any one fully pruned view
-        # leaves the block at its ablated value.
+        # leaves the block at its ablated value. Children that are parts of it
+        # together (``part_of``: a Qwen2-MoE MLP's shared-expert neurons and routed
+        # experts) prune it only when all of them are pruned; a part the model lacks
+        # (no experts in a dense model) is no part of it, a disabled one is kept.
+        parts: dict[str, Tensor] = {}
         for child in children(name):
-            if child in enabled:
-                out[name] &= _any_kept(out[child], out[name].dim())
+            group = GRANULARITIES[child].part_of
+            if group is None:
+                if child in enabled:
+                    out[name] &= _any_kept(out[child], out[name].dim())
+                continue
+            kept = _any_kept(out[child], out[name].dim())
+            if child not in enabled and out[child].numel():
+                kept = torch.ones_like(kept)
+            parts[group] = parts[group] | kept if group in parts else kept
+        for group, kept in parts.items():
+            if any(c in enabled for c in children(name) if GRANULARITIES[c].part_of == group):
+                out[name] &= kept
     for name, gran in GRANULARITIES.items():
         if gran.parent is None:
             continue
@@ -109,7 +123,8 @@ class Circuit:
                 "total": self.total(g),
                 "per_layer": _per_layer(effective[g], g),
             }
-            for g in GRANULARITIES
+            for g, gran in GRANULARITIES.items()
+            if gran.available(self.dims)  # no expert entries in a dense model's file
         }
 
     def is_empty(self) -> bool:
@@ -145,7 +160,11 @@ class Circuit:
             "config": self.config,
             "granularities": self.granularities(),
             "metrics": self.metrics,
-            "masks": {g: self.masks[g].int().tolist() for g in self.enabled},
+            "masks": {
+                g: self.masks[g].int().tolist()
+                for g in self.enabled
+                if GRANULARITIES[g].available(self.dims)
+            },
             "versions": {
                 "nodeprune": __version__,
                 "torch": torch.__version__,
@@ -257,13 +276,19 @@ def _typed(value: Any, key: str, kind: type | tuple[type, ...], source: str) -> 
 def _dims(raw: Any, source: str) -> ModelDims:
     raw = _typed(raw, "model_dims", dict, source)
     names = [f.name for f in fields(ModelDims)]
-    if set(raw) != set(names):
+    # A dense model's file has no expert sizes (as before they existed): they read as 0.
+    given = {**dict.fromkeys(_EXPERT_DIMS, 0), **raw}
+    if set(given) != set(names) or (set(_EXPERT_DIMS) & set(raw)) not in (set(), set(_EXPERT_DIMS)):
         raise NodepruneError(
             f"{source}: malformed circuit file (model_dims must have exactly the keys "
-            f"{', '.join(names)})"
+            f"{', '.join(n for n in names if n not in _EXPERT_DIMS)}, and "
+            f"{' and '.join(_EXPERT_DIMS)} for a mixture of experts)"
         )
-    values = {k: _typed(raw[k], f"model_dims.{k}", int, source) for k in names}
-    if any(v <= 0 for v in values.values()):
+    values = {k: _typed(given[k], f"model_dims.{k}", int, source) for k in names}
+    moe = values["n_experts"] > 0
+    # A mixture of experts may lack a dense hidden layer (d_mlp 0: only routed experts).
+    may_be_zero = {"d_mlp"} if moe else set(_EXPERT_DIMS)
+    if any(v < 0 or (v == 0 and k not in may_be_zero) for k, v in values.items()):
         raise NodepruneError(f"{source}: malformed circuit file (model_dims must be > 0)")
     dims = ModelDims(**values)
     if sum(g.size(dims) for g in GRANULARITIES.values()) > MAX_NODES:
@@ -271,10 +296,15 @@ def _dims(raw: Any, source: str) -> ModelDims:
     return dims
 
 
+_EXPERT_DIMS = ("n_experts", "d_expert")
+
+
 def _mask(value: Any, name: str, expected: tuple[int, ...], source: str) -> Tensor:
     if not isinstance(value, list):
         raise NodepruneError(f"{source}: mask {name} must be a nested list of 0/1")
     m = torch.tensor(value)
+    if m.numel() == 0:  # a granularity the model has no nodes of
+        m = m.long()
     if m.dtype not in (torch.bool, torch.int64) or not bool(((m == 0) | (m == 1)).all()):
         raise NodepruneError(f"{source}: mask {name} must hold only 0 and 1")
     if tuple(m.shape) != expected:

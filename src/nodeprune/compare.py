@@ -26,6 +26,7 @@ random get theirs by moving along that knob (``--curve-scales``, in [0, 2]).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from .curves import curve_point, curves_document, mean_point
 from .discovery import Discovery
 from .errors import NodepruneError
 from .evaluation import evaluate_on
-from .granularity import GRANULARITIES, where
+from .granularity import GRANULARITIES, granularities_for_model, where
 from .methods import DEFAULT_CURVE_SCALES, METHODS
 from .models import LoadedModel
 from .run_files import CLAIM_FILE, COMPARE_FILE, CURVES_FILE
@@ -129,7 +130,11 @@ class Comparison:
         options: CompareOptions | None = None,
         task: Task | None = None,
     ) -> None:
-        self.config = config.validate()
+        config = config.validate()
+        fitted = granularities_for_model(config.granularities, loaded.dims)
+        if fitted != config.granularities:  # the default set or all, on this model
+            config = dataclasses.replace(config, granularities=fitted)
+        self.config = config
         self.options = (options or CompareOptions()).validate()
         self.loaded = loaded
         self.dims = loaded.dims
@@ -185,8 +190,9 @@ class Comparison:
         return {
             "method": method,
             **({"variant": extra.pop("variant")} if "variant" in extra else {}),
-            "kept": {g: int(masks[g].sum()) for g in GRANULARITIES},
-            "total": {g: int(masks[g].numel()) for g in GRANULARITIES},
+            # Only the granularities the model has (no experts in a dense model's rows).
+            "kept": {g: int(masks[g].sum()) for g in GRANULARITIES if masks[g].numel()},
+            "total": {g: int(masks[g].numel()) for g in GRANULARITIES if masks[g].numel()},
             "fraction_kept": point["fraction_kept"],
             "metrics": metrics,
             **cost.to_dict(),
@@ -345,7 +351,9 @@ class Comparison:
         }
         row = self.row(baseline.name, results[0][0], metrics, cost)
         row["kept"] = {
-            g: float(sum(int(m[g].sum()) for m, _ in results) / draws) for g in GRANULARITIES
+            g: float(sum(int(m[g].sum()) for m, _ in results) / draws)
+            for g in GRANULARITIES
+            if results[0][0][g].numel()
         }
         row["fraction_kept"] = mean_point(per_draw)["fraction_kept"]
         row.update(spread=spread, draws=per_draw, granularities=enabled, seeds=draws)

@@ -41,7 +41,8 @@ def effective_masks(masks: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def units_kept(masks: dict[str, Tensor]) -> dict[str, int]:
     eff = effective_masks(masks)
-    return {g: int(eff[g].sum()) for g in UNIT_GRANULARITIES}
+    # Only the units the model has: no expert neurons in a dense model's points.
+    return {g: int(eff[g].sum()) for g in UNIT_GRANULARITIES if eff[g].numel()}
 
 
 def fraction_kept(masks: dict[str, Tensor]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import time
@@ -35,7 +36,7 @@ from .errors import NodepruneError
 from .evaluation import evaluate_gates
 from .export_eap import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
-from .granularity import GRANULARITIES
+from .granularity import GRANULARITIES, granularities_for_model
 from .health import NumericalError, check_step
 from .loop_state import load_optimizer, load_rng, optimizer_state, rng_state
 from .models import LoadedModel
@@ -86,7 +87,11 @@ class Discovery:
         task: Task | None = None,
         data: TaskData | None = None,
     ) -> None:
-        self.config = config.validate()
+        config = config.validate()
+        fitted = granularities_for_model(config.granularities, source.dims)
+        if fitted != config.granularities:  # the default set or all, on this model
+            config = dataclasses.replace(config, granularities=fitted)
+        self.config = config
         torch.manual_seed(config.seed)
         if isinstance(source, Workbench):
             if task is not None or data is not None:

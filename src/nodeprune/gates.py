@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .architectures.base import ModelDims
-from .granularity import GRANULARITIES
+from .granularity import GRANULARITIES, granularities_for_model
 from .hard_concrete import BETA, GAMMA, LOG_ALPHA_LIMIT, ZETA
 
 _L0_SHIFT = BETA * math.log(-GAMMA / ZETA)
@@ -49,7 +49,7 @@ class GateSet(nn.Module):
     ) -> None:
         super().__init__()
         self.dims = dims
-        self.enabled = [g for g in GRANULARITIES if g in enabled]
+        self.enabled = granularities_for_model(enabled, dims)
         self.shapes = {g: GRANULARITIES[g].shape(dims) for g in GRANULARITIES}
         self.slices: dict[str, slice] = {}
         offset = 0
@@ -84,8 +84,11 @@ class GateSet(nn.Module):
         return {g: GRANULARITIES[g].size(self.dims) for g in self.enabled}
 
 
-def effective_gates(own: dict[str, Tensor], dims: ModelDims, like: Tensor) -> dict[str, Tensor]:
-    """Each node's gate times its ancestors' gates, for every granularity.
+def effective_gates(
+    own: dict[str, Tensor], dims: ModelDims, like: Tensor, upto: str | None = None
+) -> dict[str, Tensor]:
+    """Each node's gate times its ancestors' gates, for every granularity (up to and
+    including ``upto``, in registry order).
 
     Disabled granularities count as open (1). ``like`` fixes dtype and device.
     """
@@ -99,4 +102,6 @@ def effective_gates(own: dict[str, Tensor], dims: ModelDims, like: Tensor) -> di
             parent = out[gran.parent]
             gate = gate * parent.reshape(parent.shape + (1,) * (len(shape) - parent.dim()))
         out[name] = gate.expand(shape) if gate.shape != shape else gate
+        if name == upto:
+            break
     return out

@@ -8,7 +8,7 @@ gate times all its ancestors') is a broadcast product.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -25,8 +25,11 @@ if TYPE_CHECKING:  # importing the architectures imports torch: not for the CLI'
 #: * ``embed``      token-embedding output              [B, T, d_model]
 #: * ``attn_z``     input of the attention output proj  [B, T, n_heads * head_dim]
 #: * ``mlp_hidden`` input of the MLP down projection    [B, T, d_mlp]
+#: * ``expert_hidden`` each routed expert's router-weighted hidden activations, the
+#:   input of its slice of the fused down projection (mixture-of-experts models only;
+#:   0 where the router did not choose the expert)  [B, T, n_experts * d_expert]
 #: * ``mlp_out``    output of the MLP block             [B, T, d_model]
-SITES = ("embed", "attn_z", "mlp_hidden", "mlp_out")
+SITES = ("embed", "attn_z", "mlp_hidden", "expert_hidden", "mlp_out")
 #: Sites reached from another site through an affine map: the MLP output is the down
 #: projection of the MLP hidden neurons. Their common ancestors' gates must act at one
 #: of the two only (intervention.site_plan decides which, by the ablation).
@@ -71,11 +74,18 @@ class Granularity:
     attribution: str | None = None
     #: Column header in the compare table (None: no column).
     column: str | None = None
+    #: Children with the same ``part_of`` name make up their parent together, each being
+    #: one part of it rather than a complete view (a Qwen2-MoE MLP block is its shared
+    #: expert's neurons and its routed experts): the parent is pruned only when every
+    #: one of them is (circuit.make_consistent).
+    part_of: str | None = None
 
     @property
     def ndim(self) -> int:
         """Number of dimensions of its gate tensor (the same for every model)."""
-        any_dims = SimpleNamespace(n_layers=1, n_heads=1, head_dim=1, d_mlp=1, d_model=1)
+        any_dims = SimpleNamespace(
+            n_layers=1, n_heads=1, head_dim=1, d_mlp=1, d_model=1, n_experts=1, d_expert=1
+        )
         return len(self.shape(any_dims))  # type: ignore[arg-type]
 
     def size(self, dims: ModelDims) -> int:
@@ -83,6 +93,11 @@ class Granularity:
         for s in self.shape(dims):
             n *= s
         return n
+
+    def available(self, dims: ModelDims) -> bool:
+        """Whether the model has these nodes (experts: only a mixture of experts; MLP
+        neurons: not one whose MLP is only routed experts)."""
+        return self.size(dims) > 0
 
 
 _ALL = (
@@ -117,7 +132,17 @@ _ALL = (
     Granularity(
         "mlp_neuron", "mlp_block", lambda d: (d.n_layers, d.d_mlp), "one MLP hidden neuron",
         short="mn", label="MLP neurons", site="mlp_hidden", neurons=True, units=True,
-        attribution="mlp_neuron", column="MLP neurons",
+        attribution="mlp_neuron", column="MLP neurons", part_of="mlp",
+    ),
+    Granularity(
+        "expert", "mlp_block", lambda d: (d.n_layers, d.n_experts),
+        "one routed expert of a mixture-of-experts MLP (its router-weighted output)",
+        short="ex", label="experts", scored=True, part_of="mlp",
+    ),
+    Granularity(
+        "expert_neuron", "expert", lambda d: (d.n_layers, d.n_experts, d.d_expert),
+        "one hidden neuron of a routed expert",
+        short="en", label="expert neurons", site="expert_hidden", neurons=True, units=True,
     ),
     Granularity(
         "mlp_output", "mlp_block", lambda d: (d.n_layers, d.d_model),
@@ -174,6 +199,31 @@ DEFAULT_GRANULARITIES = (
     "attention_neuron",
     "mlp_neuron",
 )
+
+
+#: What the default set gates in a mixture-of-experts model besides the above.
+MOE_DEFAULT_GRANULARITIES = ("expert", "expert_neuron")
+
+
+def granularities_for_model(names: Iterable[str], dims: ModelDims) -> list[str]:
+    """``names`` (registry order) fitted to a model: the default set and ``all`` keep
+    the granularities the model has (and the default set adds the experts of a
+    mixture-of-experts model); a granularity named that it lacks is refused."""
+    wanted = list(names)
+    missing = [g for g in wanted if not GRANULARITIES[g].available(dims)]
+    if set(wanted) == set(DEFAULT_GRANULARITIES) and dims.n_experts:
+        wanted += MOE_DEFAULT_GRANULARITIES
+    elif missing and set(wanted) not in (set(GRANULARITIES), set(DEFAULT_GRANULARITIES)):
+        why = (
+            "its MLP blocks are only routed experts (no dense hidden neurons)"
+            if dims.n_experts
+            else "it is a dense model (no routed experts)"
+        )
+        raise NodepruneError(
+            f"this model has no {', '.join(missing)} nodes: {why}; leave "
+            f"{' and '.join(missing)} out of --granularities (or use all)"
+        )
+    return [g for g in GRANULARITIES if g in wanted and GRANULARITIES[g].available(dims)]
 
 
 def check_granularity_names(names: list[str]) -> list[str]:

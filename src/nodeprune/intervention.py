@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -22,17 +23,24 @@ from .granularity import (
     AFFINE_AFTER,
     GRANULARITIES,
     SITES,
-    site_granularities,
+    ancestors,
+    granularities_for_model,
     site_granularity,
 )
 from .models import LoadedModel
+from .routed_experts import gated_experts_output, routed_hidden
+
+if TYPE_CHECKING:
+    from .architectures.base import ModelDims
 
 __all__ = ["SITES", "Ablated", "GatedModel", "SiteKey", "mix_with_ablated", "site_plan"]
 
 
-def site_plan(enabled: Iterable[str], ablation: Ablation | str) -> dict[str, tuple[str, bool]]:
-    """For each site that gates anything: (the granularity whose gate it applies,
-    whether that gate includes its ancestors' gates).
+def site_plan(
+    enabled: Iterable[str], ablation: Ablation | str, moe: bool = False
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """For each site that gates anything: (the granularity whose gate it applies, the
+    granularities whose own gates multiply there: it and some of its ancestors).
 
     Every gate must act exactly once on the way to the MLP output, or a gate at m
     would weigh its node by m**2 in training. Where one site is reached from another
@@ -43,40 +51,58 @@ def site_plan(enabled: Iterable[str], ablation: Ablation | str) -> dict[str, tup
     downstream site applies only its own gate, so it is idle unless that is enabled.
     Otherwise (zero ablation: a zeroed hidden layer still leaves the projection's bias)
     they act at the downstream site, and the upstream one applies only its own gate.
+
+    In a mixture-of-experts model (``moe``) the MLP block's output is the one site that
+    every path through it crosses (routed experts, and Qwen2-MoE's shared expert, whose
+    sigmoid gate reads the clean input, so no upstream value is consistent with the
+    block's ablated output): the layer and MLP-block gates act there under every
+    ablation, the experts' and their neurons' gates at the experts' hidden
+    activations, and the shared expert's neurons' at its own.
     """
     kind = parse_ablation(ablation)
     on = set(enabled)
     upstream_sites = set(AFFINE_AFTER.values())
-    plan: dict[str, tuple[str, bool]] = {}
+    plan: dict[str, tuple[str, tuple[str, ...]]] = {}
     for site in SITES:
         own = site_granularity(site)
-        only_own = (site in AFFINE_AFTER and kind.affine_consistent) or (
-            site in upstream_sites and not kind.affine_consistent
-        )
-        if only_own:
-            if own in on:
-                plan[site] = (own, False)
-        elif on & set(site_granularities(site)):
-            plan[site] = (own, True)
+        chain = (own, *ancestors(own))
+        if moe:
+            if site in upstream_sites:
+                chain = (own,)
+            elif site == "expert_hidden":
+                chain = chain[: chain.index("mlp_block")]
+        else:
+            if site == "expert_hidden":
+                continue  # a dense model has no experts
+            only_own = (site in AFFINE_AFTER and kind.affine_consistent) or (
+                site in upstream_sites and not kind.affine_consistent
+            )
+            if only_own:
+                chain = (own,)
+        if on & set(chain):
+            plan[site] = (own, chain)
     return plan
 
 
-def sites_for(granularities: Iterable[str], ablation: Ablation | str) -> tuple[str, ...]:
+def sites_for(
+    granularities: Iterable[str], ablation: Ablation | str, moe: bool = False
+) -> tuple[str, ...]:
     """The sites that gate anything when ``granularities`` are enabled."""
-    plan = site_plan(granularities, ablation)
+    plan = site_plan(granularities, ablation, moe)
     return tuple(s for s in SITES if s in plan)
 
 
 def site_masks(
-    own: dict[str, Tensor], effective: dict[str, Tensor], n_layers: int, ablation: Ablation
+    own: dict[str, Tensor], dims: ModelDims, ablation: Ablation, like: Tensor
 ) -> dict[str, Tensor]:
     """Per-site masks [L, dim] (a granularity without layers: [1, dim]) for the sites
-    that gate anything."""
+    that gate anything: the product of the gates that act there, broadcast."""
     out = {}
-    for site, (gran, with_ancestors) in site_plan(own, ablation).items():
-        gate = effective[gran] if with_ancestors else own[gran]
+    for site, (gran, chain) in site_plan(own, ablation, dims.n_experts > 0).items():
+        acting = {g: own[g] for g in chain if g in own}
+        gate = effective_gates(acting, dims, like, upto=gran)[gran]
         per_layer = GRANULARITIES[gran].per_layer
-        out[site] = gate.reshape(n_layers if per_layer else 1, -1)
+        out[site] = gate.reshape(dims.n_layers if per_layer else 1, -1)
     return out
 
 
@@ -132,11 +158,16 @@ class GatedModel:
         self.model = loaded.model
         self.adapter = loaded.adapter
         self.dims = loaded.dims
-        self.granularities = tuple(GRANULARITIES if granularities is None else granularities)
+        wanted = GRANULARITIES if granularities is None else granularities
+        self.granularities = tuple(granularities_for_model(wanted, self.dims))
         self._state_now = GateState("off", {}, None, False)
         self._record: dict[SiteKey, Tensor] = {}
         self._record_sites: set[str] = set(SITES)
         self._handles = []
+        self._inside_experts = False
+        #: (batch, tokens) of the pass running now: the experts module sees its tokens
+        #: flattened, and what it records is stored per token like every other site.
+        self._batch_shape: tuple[int, int] = (0, 0)
         self._install()
 
     # -- hooks -----------------------------------------------------------------
@@ -147,11 +178,16 @@ class GatedModel:
             self._handles.append(
                 a.attn_out_proj(layer).register_forward_pre_hook(self._input_hook(("attn_z", i)))
             )
-            self._handles.append(
-                a.mlp_down_proj(layer).register_forward_pre_hook(
-                    self._input_hook(("mlp_hidden", i))
+            down = a.mlp_down_proj(layer)
+            if down is not None:
+                self._handles.append(
+                    down.register_forward_pre_hook(self._input_hook(("mlp_hidden", i)))
                 )
-            )
+            experts = a.experts(layer)
+            if experts is not None:
+                self._handles.append(
+                    experts.register_forward_hook(self._experts_hook(("expert_hidden", i)))
+                )
             self._handles.append(
                 a.mlp(layer).register_forward_hook(self._output_hook(("mlp_out", i)))
             )
@@ -164,7 +200,10 @@ class GatedModel:
                 # A copy only where the block adds to the tensor in place afterwards
                 # (Falcon's MLP output); elsewhere a reference costs no memory.
                 in_place = key[0] in self.loaded.adapter.sites_modified_in_place
-                self._record[key] = x.clone() if in_place else x
+                x = x.clone() if in_place else x
+                # Stored per token: a module that sees the tokens flattened [B * T, dim]
+                # (Qwen2-MoE's shared expert) is recorded as [B, T, dim] like the others.
+                self._record[key] = x.reshape(*self._batch_shape, -1) if x.dim() == 2 else x
             return None
         if state.mode != "gate":
             return None
@@ -178,6 +217,8 @@ class GatedModel:
         a = state.ablated.get(key, release=state.release)
         if a is None:
             return x * m
+        if x.dim() == 2 and a.dim() == 3:  # flattened tokens (see the recording above)
+            a = a.reshape(x.shape)
         return mix_with_ablated(x, a.to(device=x.device, dtype=x.dtype), m)
 
     def _input_hook(self, key: SiteKey):
@@ -193,6 +234,37 @@ class GatedModel:
                 out = self._apply(key, output[0])
                 return None if out is None else (out, *output[1:])
             return self._apply(key, output)
+
+        return hook
+
+    def _experts_hook(self, key: SiteKey):
+        """The fused routed-experts module (routed_experts.py): records each expert's
+        router-weighted hidden activations, or recomputes its output with each expert's
+        neurons mixed with their ablated values."""
+
+        def hook(module, args, output):
+            state = self._state_now
+            if self._inside_experts or state.mode not in ("record", "gate"):
+                return None
+            hidden, top_k_index, top_k_weights = args[:3]
+            self._inside_experts = True  # the recomputations call the module again
+            try:
+                if state.mode == "record":
+                    if key[0] in self._record_sites:
+                        routed = routed_hidden(module, hidden, top_k_index, top_k_weights)
+                        self._record[key] = routed.reshape(*self._batch_shape, -1)
+                    return None
+                masks = state.masks.get(key[0])
+                if masks is None:
+                    return None
+                m = masks[key[1]].to(device=output.device, dtype=output.dtype)
+                assert state.ablated is not None
+                a = state.ablated.get(key, release=state.release)
+                if a is not None:
+                    a = a.to(device=output.device, dtype=output.dtype)
+                return gated_experts_output(module, hidden, top_k_index, top_k_weights, m, a)
+            finally:
+                self._inside_experts = False
 
         return hook
 
@@ -224,6 +296,7 @@ class GatedModel:
     ) -> Tensor:
         """Logits [B, V] at each example's answer position; the LM head runs only there."""
         base = self.adapter.base_model(self.model)
+        self._batch_shape = tuple(input_ids.shape)
         hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         picked = hidden[rows, answer_pos.to(hidden.device)]
@@ -237,6 +310,7 @@ class GatedModel:
         self._record = {}
         self._record_sites = set(SITES if sites is None else sites)
         base = self.adapter.base_model(self.model)
+        self._batch_shape = tuple(input_ids.shape)
         with self._state(GateState("record", {}, None, False)):
             base(input_ids=input_ids, attention_mask=attention_mask)
         out, self._record = self._record, {}
@@ -269,8 +343,7 @@ class GatedModel:
                 f"{', '.join(self.granularities)} only; build it with those granularities"
             )
         like = next(iter(gates.values())) if gates else torch.ones(1)
-        effective = effective_gates(gates, self.dims, like)
-        masks = site_masks(gates, effective, self.dims.n_layers, ablated.ablation)
+        masks = site_masks(gates, self.dims, ablated.ablation, like)
         release = release_ablated and ablated.per_batch and not self.checkpointing()
         with self._state(GateState("gate", masks, ablated, release)):
             return self.answer_logits(input_ids, attention_mask, answer_pos)

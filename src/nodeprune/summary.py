@@ -21,12 +21,33 @@ METRIC_LABELS = {
 
 def granularity_table(circuit: Circuit) -> str:
     rows = [f"{'granularity':<18}{'kept':>9}{'total':>9}{'kept %':>9}"]
-    for g in GRANULARITIES:
+    for g, gran in GRANULARITIES.items():
+        if not gran.available(circuit.dims):
+            continue  # experts in a dense model, MLP neurons in a routed-only MoE
         if g not in circuit.enabled:
             rows.append(f"{g:<18}{'(off)':>9}{circuit.total(g):>9}{'':>9}")
             continue
         kept, total = circuit.kept(g), circuit.total(g)
         rows.append(f"{g:<18}{kept:>9}{total:>9}{100 * kept / total:>8.1f}%")
+    return "\n".join(rows)
+
+
+#: The granularities a mixture of experts reports layer by layer.
+EXPERT_GRANULARITIES = ("expert", "expert_neuron")
+
+
+def expert_table(circuit: Circuit) -> str:
+    """Kept routed experts and expert neurons in each layer ("" for a dense model or
+    a circuit that gated neither)."""
+    shown = [g for g in EXPERT_GRANULARITIES if g in circuit.enabled and circuit.dims.n_experts]
+    if not shown:
+        return ""
+    counts = circuit.granularities()
+    per_layer_total = {g: circuit.total(g) // circuit.dims.n_layers for g in shown}
+    rows = [f"{'layer':<8}" + "".join(f"{GRANULARITIES[g].label:>20}" for g in shown)]
+    for layer in range(circuit.dims.n_layers):
+        cells = [f"{counts[g]['per_layer'][layer]}/{per_layer_total[g]}" for g in shown]
+        rows.append(f"{layer:<8}" + "".join(f"{c:>20}" for c in cells))
     return "\n".join(rows)
 
 
@@ -94,7 +115,9 @@ def circuit_summary(circuit: Circuit) -> str:
     warn = f"\nWARNING: {warning}." if warning else ""
     metrics = metrics_table(circuit.metrics, task_metric_label(circuit.task))
     target = target_line(circuit)
-    return f"{head}\n\n{granularity_table(circuit)}\n\n{metrics}{target}{warn}"
+    experts = expert_table(circuit)
+    experts = f"\n\nrouted experts kept, per layer:\n{experts}" if experts else ""
+    return f"{head}\n\n{granularity_table(circuit)}{experts}\n\n{metrics}{target}{warn}"
 
 
 #: How far the test faithfulness may fall from a faithfulness target before the summary

@@ -5,6 +5,11 @@ A node is a set of columns of one module's input or output (``Patch``); patching
 replaces those columns by their ablated value: the same module's value on the
 corrupted prompt (a separate forward pass), its mean over the real tokens of the
 clean prompts, or zero.
+
+A routed expert (or some of its hidden neurons) is a part of the fused experts
+module's output: what that expert adds to each token, computed here by hand from the
+expert's weights and the router's choice (``expert_contribution``); patching it swaps
+that part for its ablated value.
 """
 
 from __future__ import annotations
@@ -19,8 +24,20 @@ from torch import Tensor, nn
 @dataclass(frozen=True)
 class Patch:
     path: str
-    kind: str  # "input" | "output"
+    kind: str  # "input" | "output" | "expert" (cols: that expert's hidden neurons)
     cols: slice
+    expert: int = -1
+
+
+def expert_contribution(experts: nn.Module, args: tuple, expert: int, cols: slice) -> Tensor:
+    """What hidden neurons ``cols`` of ``expert`` add to each token's output [N, d]:
+    ``w * down[:, cols] @ (act(gate) * up)[cols]`` where the router chose it, else 0."""
+    hidden, index, weights = args[:3]
+    gate, up = nn.functional.linear(hidden, experts.gate_up_proj[expert]).chunk(2, dim=-1)
+    neurons = (experts.act_fn(gate) * up)[:, cols]
+    out = neurons @ experts.down_proj[expert][:, cols].T
+    routed_weight = (weights * (index == expert)).sum(dim=-1, keepdim=True)
+    return out * routed_weight.to(out.dtype)
 
 
 def node_patches(row: Row, granularity: str, index: tuple[int, ...], head_dim: int) -> list[Patch]:
@@ -46,6 +63,11 @@ def node_patches(row: Row, granularity: str, index: tuple[int, ...], head_dim: i
     if granularity == "mlp_output":
         path = row.mlp_output.format(i=layer)
         return [Patch(path, "output", slice(index[1], index[1] + 1))]
+    experts = row.experts.format(i=layer)
+    if granularity == "expert":
+        return [Patch(experts, "expert", every, expert=index[1])]
+    if granularity == "expert_neuron":
+        return [Patch(experts, "expert", slice(index[2], index[2] + 1), expert=index[1])]
     raise ValueError(granularity)
 
 
@@ -60,7 +82,13 @@ def record(model: nn.Module, patches: list[Patch], ids: Tensor, mask: Tensor) ->
     handles = []
     for n, p in enumerate(patches):
         module = model.get_submodule(p.path)
-        if p.kind == "input":
+        if p.kind == "expert":
+            hook = module.register_forward_hook(
+                lambda m, args, out, n=n, p=p: seen.__setitem__(
+                    n, expert_contribution(m, args, p.expert, p.cols).detach().clone()
+                )
+            )
+        elif p.kind == "input":
             hook = module.register_forward_pre_hook(
                 lambda m, args, n=n: seen.__setitem__(n, args[0].detach().clone())
             )
@@ -74,7 +102,9 @@ def record(model: nn.Module, patches: list[Patch], ids: Tensor, mask: Tensor) ->
     finally:
         for h in handles:
             h.remove()
-    return [seen[n] for n in range(len(patches))]
+    # Per token [B, T, ...], also where a module sees the tokens flattened (MoE blocks).
+    ordered = [seen[n] for n in range(len(patches))]
+    return [v.reshape(*ids.shape, -1) if v.dim() == 2 else v for v in ordered]
 
 
 def ablated_values(model: nn.Module, patches: list[Patch], batch, ablation: str) -> list[Tensor]:
@@ -96,12 +126,19 @@ def patched_logits(model: nn.Module, batch, patches: list[Patch], values: list[T
 
     def replace(x: Tensor, p: Patch, value: Tensor) -> Tensor:
         x = x.clone()
-        x[..., p.cols] = value[..., p.cols].to(x.dtype)
+        x[..., p.cols] = value.reshape(*x.shape[:-1], -1)[..., p.cols].to(x.dtype)
         return x
 
     for p, value in zip(patches, values, strict=True):
         module = model.get_submodule(p.path)
-        if p.kind == "input":
+        if p.kind == "expert":
+
+            def swap_expert(m, args, out, p=p, v=value):
+                clean = expert_contribution(m, args, p.expert, p.cols)
+                return out - clean + v.reshape(out.shape).to(out.dtype)
+
+            hook = module.register_forward_hook(swap_expert)
+        elif p.kind == "input":
             hook = module.register_forward_pre_hook(
                 lambda m, args, p=p, v=value: (replace(args[0], p, v), *args[1:])
             )

@@ -32,7 +32,26 @@ NODES = (
     ("mlp_block", (0,)),
     ("mlp_neuron", (0, 3)),
     ("mlp_output", (0, 5)),
+    ("expert", (0, 1)),
+    ("expert_neuron", (0, 1, 5)),
 )
+
+
+def _has(row, granularity: str) -> bool:
+    """Whether the row's model has such nodes: experts only in a mixture of experts,
+    dense MLP neurons not where the MLP is only routed experts."""
+    if granularity.startswith("expert"):
+        return bool(row.experts)
+    return granularity != "mlp_neuron" or bool(row.hidden)
+
+
+#: Every (row, node) the row's model has.
+CASES = [
+    pytest.param(row, g, index, id=f"{row.id}-{g}")
+    for row in ROWS
+    for g, index in NODES
+    if _has(row, g)
+]
 
 
 @pytest.fixture(scope="module", params=ROWS, ids=[r.id for r in ROWS])
@@ -75,7 +94,7 @@ def test_open_gates_give_the_plain_logits(row_model, ablation):
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)
-@pytest.mark.parametrize("granularity, index", NODES, ids=[g for g, _ in NODES])
+@pytest.mark.parametrize("row_model, granularity, index", CASES, indirect=["row_model"])
 def test_a_closed_node_is_the_patched_node(row_model, granularity, index, ablation):
     row, loaded, batch = row_model
     model = loaded.model

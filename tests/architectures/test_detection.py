@@ -76,20 +76,13 @@ def _tiny(config_class, model_class, **extra):
         # Cohere multiplies the LM head's logits by logit_scale.
         (tf.CohereConfig, tf.CohereForCausalLM, {}, "its logits are not the LM head"),
         (
-            tf.MixtralConfig,
-            tf.MixtralForCausalLM,
-            {"num_local_experts": 4},
-            "llama and gemma pattern: no module model.layers.0.mlp.down_proj (its MLP is a "
-            "mixture of experts, MixtralSparseMoeBlock",
-        ),
-        (
             tf.Starcoder2Config,
             tf.Starcoder2ForCausalLM,
             {"num_key_value_heads": 4},
             "no module model.layers.0.mlp.down_proj",
         ),
     ],
-    ids=["cohere", "mixtral", "starcoder2"],
+    ids=["cohere", "starcoder2"],
 )
 def test_a_type_that_fits_no_pattern_names_what_is_missing(
     config_class, model_class, extra, missing, tokenizer, capsys
@@ -102,6 +95,18 @@ def test_a_type_that_fits_no_pattern_names_what_is_missing(
     assert missing in message
     assert "src/nodeprune/architectures/" in message and "\n" not in message
     assert not _notes(capsys)
+
+
+def test_a_mixture_of_experts_with_dense_layers_between_is_refused(tokenizer):
+    model = _tiny(
+        tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, num_experts=4, num_experts_per_tok=2,
+        moe_intermediate_size=24, mlp_only_layers=[1],
+    )  # fmt: skip
+    with pytest.raises(NodepruneError) as err:
+        wrap_model(model, tokenizer, "tiny")
+    message = str(err.value)
+    assert "no module model.layers.1.mlp.experts" in message
+    assert "layers with a dense MLP between them are not supported" in message
 
 
 def test_modules_that_disagree_with_the_config_are_refused(tokenizer):

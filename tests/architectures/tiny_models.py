@@ -42,6 +42,8 @@ class Row:
     mlp_output: str
     #: What the row exercises, for the table.
     features: tuple[str, ...] = field(default=())
+    #: A mixture of experts: the fused routed-experts module (empty: a dense model).
+    experts: str = ""
 
 
 def _llama_like(
@@ -51,6 +53,8 @@ def _llama_like(
     features: tuple[str, ...] = (),
     mlp_output: str = "model.layers.{i}.mlp",
     model_type: str | None = None,
+    hidden: str = "model.layers.{i}.mlp.down_proj",
+    experts: str = "",
     **config: Any,
 ) -> Row:
     def make() -> Any:
@@ -63,14 +67,18 @@ def _llama_like(
         model_class=model_class,
         embed="model.embed_tokens",
         attn_z="model.layers.{i}.self_attn.o_proj",
-        hidden="model.layers.{i}.mlp.down_proj",
+        hidden=hidden,
         mlp="model.layers.{i}.mlp",
         mlp_output=mlp_output,
         features=features,
+        experts=experts,
     )
 
 
 POST_FF = "model.layers.{i}.post_feedforward_layernorm"
+#: Mixtures of experts: only routed experts (no dense hidden layer), or Qwen2-MoE's.
+ROUTED = dict(hidden="", experts="model.layers.{i}.mlp.experts")
+SHARED = dict(hidden="model.layers.{i}.mlp.shared_expert.down_proj", experts=ROUTED["experts"])
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -190,6 +198,29 @@ ROWS: tuple[Row, ...] = (
                 ("ALiBi", "sequential attention and MLP", "biases"),
             ),
         )
+    ),
+    # Mixtures of experts: 4 routed experts, 2 per token; d_expert 48 > d_model 32
+    # where it can be, so recording an expert's hidden activations takes two calls.
+    _llama_like(
+        "mixtral", tf.MixtralConfig, tf.MixtralForCausalLM,
+        ("routed experts",), **ROUTED, num_key_value_heads=2, num_local_experts=4,
+        num_experts_per_tok=2,
+    ),
+    _llama_like(
+        "qwen2_moe", tf.Qwen2MoeConfig, tf.Qwen2MoeForCausalLM,
+        ("routed experts", "shared expert", "QKV biases"), **SHARED, num_key_value_heads=2,
+        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=40,
+        shared_expert_intermediate_size=24, decoder_sparse_step=1, norm_topk_prob=False,
+    ),
+    _llama_like(
+        "qwen3_moe", tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM,
+        ("routed experts", "QK norms", "head_dim != hidden/heads"), **ROUTED, num_key_value_heads=2,
+        head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
+        decoder_sparse_step=1, norm_topk_prob=True,
+    ),
+    _llama_like(
+        "olmoe", tf.OlmoeConfig, tf.OlmoeForCausalLM, ("routed experts", "QK norms"),
+        **ROUTED, num_experts=4, num_experts_per_tok=2,
     ),
 )  # fmt: skip
 

@@ -30,9 +30,14 @@ class ModelDims:
     d_model: int
     d_mlp: int
     n_kv_heads: int
+    #: Routed experts per layer and each one's hidden width (0 and 0 for dense models).
+    #: In a mixture-of-experts model ``d_mlp`` counts the shared expert's hidden
+    #: neurons (Qwen2-MoE), 0 where there is none.
+    n_experts: int = 0
+    d_expert: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {
+        out = {
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
             "head_dim": self.head_dim,
@@ -40,6 +45,9 @@ class ModelDims:
             "d_mlp": self.d_mlp,
             "n_kv_heads": self.n_kv_heads,
         }
+        if self.n_experts:  # dense models' files stay as they were
+            out.update(n_experts=self.n_experts, d_expert=self.d_expert)
+        return out
 
 
 def submodule(root: nn.Module, path: str, prefix: str = "") -> nn.Module:
@@ -123,8 +131,14 @@ class ArchitectureAdapter:
                 continue
         return submodule(layer, self.mlp_paths[-1])
 
-    def mlp_down_proj(self, layer: nn.Module) -> nn.Module:
-        return submodule(layer, self.mlp_down_path)
+    def mlp_down_proj(self, layer: nn.Module) -> nn.Module | None:
+        """The module whose input is the MLP hidden neurons (None: the family has none,
+        as a mixture of experts without a shared expert)."""
+        return submodule(layer, self.mlp_down_path) if self.mlp_down_path else None
+
+    def experts(self, layer: nn.Module) -> nn.Module | None:
+        """The fused routed-experts module of a mixture-of-experts block (None: dense)."""
+        return None
 
     def base_model(self, model: nn.Module) -> nn.Module:
         """The transformer body, which returns the final-normed residual stream."""
@@ -182,7 +196,8 @@ class ArchitectureAdapter:
             for i, layer in enumerate(layers):
                 prefix = f"{self.layers_path}.{i}"
                 for path in (self.attn_out_path, self.mlp_down_path):
-                    submodule(layer, path, prefix)
+                    if path:
+                        submodule(layer, path, prefix)
                 self.mlp(layer)
             dims = self.dims(model)
         except AttributeError as exc:
@@ -227,7 +242,7 @@ def _with_moe_hint(message: str, model: nn.Module, adapter: ArchitectureAdapter)
         return message
     if hasattr(mlp, "experts"):
         return (
-            f"{message} (its MLP is a mixture of experts, {type(mlp).__name__}, which "
-            "nodeprune does not gate yet)"
+            f"{message} (its MLP is a mixture of experts, {type(mlp).__name__}, laid out "
+            "unlike the verified mixture-of-experts families')"
         )
     return message

@@ -73,17 +73,16 @@ def _unsupported(
 
 
 def _depth(model: nn.Module, adapter: ArchitectureAdapter) -> int:
-    """How many of a pattern's modules (blocks, attention output, MLP down projection)
-    the model's first block has."""
+    """How many of a pattern's modules (blocks, attention output, MLP down projection,
+    routed experts) the model's first block has."""
     try:
         layer = adapter.layers(model)[0]
     except (AttributeError, TypeError, IndexError):
         return 0
     found = 1
-    for find in (adapter.attn_out_proj, adapter.mlp_down_proj):
+    for find in (adapter.attn_out_proj, adapter.mlp_down_proj, adapter.experts):
         try:
-            find(layer)
-            found += 1
+            found += find(layer) is not None  # None: the pattern has no such module
         except AttributeError:
             pass
     return found

@@ -11,7 +11,8 @@ _INTRO = (
 )
 _OTHERS = (
     "Other model types load when their modules and logits follow one of these patterns "
-    "(with a one-line note); a mixture-of-experts MLP is not gated yet."
+    "(with a one-line note). In the mixture-of-experts families each routed expert is a node "
+    "(granularity expert) with its hidden neurons beneath it (expert_neuron)."
 )
 
 

@@ -15,6 +15,7 @@ from .gpt2 import GPT2Adapter
 from .gpt_neox import GPTNeoXAdapter
 from .gptj import GPTJAdapter
 from .llama import LlamaAdapter
+from .moe import MoEAdapter, Qwen2MoeAdapter
 from .phi import PhiAdapter
 
 #: In the order unlisted model types are tried against their patterns.
@@ -26,6 +27,8 @@ ADAPTER_LIST: tuple[ArchitectureAdapter, ...] = (
     PhiAdapter(),
     GPTJAdapter(),
     FalconAdapter(),
+    MoEAdapter(),
+    Qwen2MoeAdapter(),
 )
 ADAPTERS: dict[str, ArchitectureAdapter] = {
     t: adapter for adapter in ADAPTER_LIST for t in adapter.model_types

@@ -115,7 +115,8 @@ def _overview(c: Circuit) -> str:
             c.total(g),
             f"{100 * c.kept(g) / c.total(g):.1f}%",
         ]  # fmt: skip
-        for g in GRANULARITIES
+        for g, gran in GRANULARITIES.items()
+        if gran.available(c.dims)  # no expert rows for a dense model
     ]
     parts.append('<div class="grid2"><div><h3>Metrics (held-out test prompts)</h3>')
     parts.append(table(["metric", "value"], metric_rows))
