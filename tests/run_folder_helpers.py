@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +42,10 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(argv: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(log, "w") as stderr:
@@ -49,6 +54,10 @@ def start(argv: list[str], log: Path) -> subprocess.Popen:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env=env,
+            # A shell starts background jobs with SIGINT ignored, and a child inherits
+            # that (Python then installs no KeyboardInterrupt): reset it, so the Ctrl-C
+            # tests do not depend on how pytest itself was started.
+            preexec_fn=_default_sigint,
         )
 
 
