@@ -42,7 +42,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
-def _default_sigint() -> None:
+def default_sigint() -> None:
+    """For ``preexec_fn``: SIGINT at its default in the child (see start)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -57,7 +58,7 @@ def start(argv: list[str], log: Path) -> subprocess.Popen:
             # A shell starts background jobs with SIGINT ignored, and a child inherits
             # that (Python then installs no KeyboardInterrupt): reset it, so the Ctrl-C
             # tests do not depend on how pytest itself was started.
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,
         )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_folder_helpers import default_sigint
 from safetensors.torch import load_file
 
 from nodeprune.checkpoint import META_FILE, TENSORS_FILE
@@ -58,6 +59,7 @@ def _start(model_dir: Path, out: Path, log: Path) -> subprocess.Popen:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env=env,
+            preexec_fn=default_sigint,  # Ctrl-C works even when pytest runs in the background
         )
 
 
