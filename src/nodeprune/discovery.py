@@ -47,6 +47,7 @@ from .targets import (
     Selection,
     SparsityController,
     ValidationProbe,
+    is_measurement_step,
     measure,
     select_threshold,
     target_from_config,
@@ -255,8 +256,7 @@ class Discovery:
         cfg = self.config
         if self.controller is None or self.target is None:
             return None
-        warm = cfg.sparsity_warmup * cfg.steps
-        if self.step < warm or self.step % cfg.target_every != 0 or self.step == cfg.steps:
+        if not is_measurement_step(self.step, cfg.steps, cfg.sparsity_warmup, cfg.target_every):
             return None
         measured = measure(self.target, self.masks_at(0.0), self.probe)
         self.controller.update(measured)

@@ -79,6 +79,13 @@ class SparsityController:
         self.last_measured = float(state["last_measured"])
 
 
+def is_measurement_step(step: int, steps: int, warmup: float, every: int) -> bool:
+    """Whether the controller measures after ``step``: after the sparsity warm-up, every
+    ``every`` steps, not at the last step (the final selection measures then). One rule
+    for the node loop and the edge loop."""
+    return step >= warmup * steps and step % every == 0 and step != steps
+
+
 class ValidationProbe:
     """Scores binarised circuits on the validation prompts; the full model's and the
     fully-ablated model's outputs do not depend on the circuit, so they are computed

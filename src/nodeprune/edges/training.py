@@ -40,7 +40,14 @@ from ..health import NumericalError, check_step
 from ..loop_state import load_optimizer, load_rng, optimizer_state, rng_state
 from ..objective import kl_full_to_circuit, sparsity_weight, total_loss
 from ..prompts import PromptBatch
-from ..targets import Selection, SparsityController, Target, ValidationProbe, select_threshold
+from ..targets import (
+    Selection,
+    SparsityController,
+    Target,
+    ValidationProbe,
+    is_measurement_step,
+    select_threshold,
+)
 from ..version import __version__
 from ..workbench import Workbench
 from .circuit import EdgeCircuit
@@ -239,8 +246,7 @@ class EdgeDiscovery:
         cfg = self.config
         if self.controller is None or self.target is None:
             return None
-        warm = cfg.sparsity_warmup * cfg.steps
-        if self.step < warm or self.step % cfg.target_every != 0 or self.step == cfg.steps:
+        if not is_measurement_step(self.step, cfg.steps, cfg.sparsity_warmup, cfg.target_every):
             return None
         measured = measure_edges(self.target, self.masks_at(0.0), self.probe)
         self.controller.update(measured)
