@@ -6,8 +6,9 @@ test faithfulness and the pairwise Jaccard of the kept sets, against the goals o
     python bench/seeds.py --seeds 0 1 2 --set target_faithfulness=0.9 --set autocast=bfloat16
     python bench/seeds.py --set granularities=all --set optimizer=granular_adam
 
-Each seed's circuit is written to OUT/seed-S/circuit.json (an existing one is reused, so
-a stopped benchmark continues), the stability JSON and table to OUT/.
+Each seed's circuit is written to OUT/seed-S/circuit.json with its step history in
+history.jsonl (an existing circuit is reused, so a stopped benchmark continues), the
+stability JSON and table to OUT/.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             {"model": args.model, "task": args.task, "seed": seed, **settings}
         ).validate()
         started = time.perf_counter()
-        circuit = Discovery(loaded, cfg).run(progress=False)
+        discovery = Discovery(loaded, cfg)
+        circuit = discovery.run(progress=False)
         circuit.save(path)
+        # The controller's trajectory says why a seed ended where it did (over-pruned
+        # early, or never reached its target), which the circuit alone does not.
+        write_history(discovery.history, path.parent / "history.jsonl")
         m = circuit.metrics
         print(
             f"seed {seed}: faithfulness {m['normalized_faithfulness']:.3f} "
@@ -72,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "stability.txt").write_text(text + "\n", encoding="utf-8")
     print(f"settings: {settings or 'defaults'}\n{text}")
     return 0
+
+
+def write_history(history: list, path: Path) -> None:
+    import json
+    from dataclasses import asdict
+
+    lines = [json.dumps(asdict(log)) for log in history]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -251,12 +251,12 @@ class Discovery:
         return log
 
     def _steer(self) -> float | None:
-        """Target mode: after the warm-up, every ``target_every`` steps, measure the
+        """Target mode: every ``target_every`` steps (warm-up included), measure the
         binarised circuit and move the sparsity weight (targets.py)."""
         cfg = self.config
         if self.controller is None or self.target is None:
             return None
-        if not is_measurement_step(self.step, cfg.steps, cfg.sparsity_warmup, cfg.target_every):
+        if not is_measurement_step(self.step, cfg.steps, cfg.target_every):
             return None
         measured = measure(self.target, self.masks_at(0.0), self.probe)
         self.controller.update(measured)

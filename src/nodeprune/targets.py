@@ -79,11 +79,18 @@ class SparsityController:
         self.last_measured = float(state["last_measured"])
 
 
-def is_measurement_step(step: int, steps: int, warmup: float, every: int) -> bool:
-    """Whether the controller measures after ``step``: after the sparsity warm-up, every
-    ``every`` steps, not at the last step (the final selection measures then). One rule
-    for the node loop and the edge loop."""
-    return step >= warmup * steps and step % every == 0 and step != steps
+def is_measurement_step(step: int, steps: int, every: int) -> bool:
+    """Whether the controller measures after ``step``: every ``every`` steps from the
+    first, not at the last step (the final selection measures then). One rule for the
+    node loop and the edge loop.
+
+    The sparsity warm-up is included on purpose: Adam moves a gate that only the sparsity
+    term pushes at about the learning rate whatever that term's weight, so the warm-up's
+    ramp does not slow the first pruning. Measured on SmolLM2 IOI (target 0.85), two of
+    five seeds had pruned to validation faithfulness 0.58 by step 50, where a controller
+    that waited for the end of the warm-up first looked, and closed gates get no gradient
+    to come back."""
+    return step > 0 and step % every == 0 and step != steps
 
 
 class ValidationProbe:

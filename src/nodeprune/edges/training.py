@@ -246,7 +246,7 @@ class EdgeDiscovery:
         cfg = self.config
         if self.controller is None or self.target is None:
             return None
-        if not is_measurement_step(self.step, cfg.steps, cfg.sparsity_warmup, cfg.target_every):
+        if not is_measurement_step(self.step, cfg.steps, cfg.target_every):
             return None
         measured = measure_edges(self.target, self.masks_at(0.0), self.probe)
         self.controller.update(measured)
