@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from .export_eap import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
 from .granularity import GRANULARITIES, granularities_for_model
 from .health import NumericalError, check_step
-from .loop_state import load_optimizer, load_rng, optimizer_state, rng_state
+from .loop_state import BatchOrder, gate_update, loop_state, restore_loop_state
 from .models import LoadedModel
 from .objective import kl_full_to_circuit, sparsity_penalty, sparsity_weight, total_loss
 from .optim import build_optimizer
@@ -47,7 +47,6 @@ from .targets import (
     Selection,
     SparsityController,
     ValidationProbe,
-    is_measurement_step,
     measure,
     select_threshold,
     target_from_config,
@@ -80,6 +79,9 @@ class Discovery:
     task, prompts and ablation; the caller closes it). ``task`` and ``data`` replace
     what an own workbench would build.
     """
+
+    #: The step record gate_update writes (loop_state.py).
+    LOG = StepLog
 
     def __init__(
         self,
@@ -138,8 +140,7 @@ class Discovery:
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
-        self.order = torch.empty(0, dtype=torch.long)
-        self.cursor = 0
+        self.batches = BatchOrder(len(self.data.train), config.batch_size, self.generator)
         self.history: list[StepLog] = []
         self.full_logprobs = self.bench.train_logprobs
         self.train_seconds = 0.0
@@ -148,7 +149,9 @@ class Discovery:
         self.probe: ValidationProbe | None = None
         self.selection: Selection | None = None
         if self.target is not None:
-            self.controller = SparsityController(self.target, config.target_rate)
+            self.controller = SparsityController(
+                self.target, config.target_rate, config.target_every
+            )
             if self.target.kind != "size":
                 self.probe = self._validation_probe()
             if self.target.kind == "faithfulness" and not self.probe.faithfulness_defined():
@@ -185,19 +188,9 @@ class Discovery:
             self.config.eval_batch_size,
         )
 
-    def _next_indices(self) -> torch.Tensor:
-        n = len(self.data.train)
-        size = min(self.config.batch_size, n)
-        if self.cursor + size > len(self.order):
-            self.order = torch.randperm(n, generator=self.generator)
-            self.cursor = 0
-        idx = self.order[self.cursor : self.cursor + size]
-        self.cursor += size
-        return idx
-
     def train_step(self) -> StepLog:
         cfg = self.config
-        idx = self._next_indices()
+        idx = self.batches.next()
         batch = self.data.train.select(idx).to(self.loaded.device)
         gates = self.gates.sample(self.generator)
         with self._autocast():
@@ -227,40 +220,13 @@ class Discovery:
         number = self.step + 1
         check_step(number, cfg.dtype, cfg.lr, "kl", kl, "KL to the full model")
         check_step(number, cfg.dtype, cfg.lr, "sparsity", sparsity, "expected L0 penalty")
-        check_step(number, cfg.dtype, cfg.lr, "loss", loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.gates.parameters(), cfg.grad_clip)
-        check_step(number, cfg.dtype, cfg.lr, "gradient", norm, "norm of the gate gradients")
-        self.optimizer.step()
-        self.scheduler.step()
-        self.gates.clamp_()
-        check_step(number, cfg.dtype, cfg.lr, "gates", self.gates.log_alpha, "gate log-alphas")
-        self.step += 1
-        log = StepLog(
-            self.step,
-            loss.item(),
-            kl.item(),
-            sparsity.item(),
-            lam_now,
-            self.kept_fractions(),
-            target_weight=weight,
-            validation=self._steer(),
-        )
-        self.history.append(log)
-        return log
+        terms = (loss, kl, sparsity, lam_now, weight)
+        return gate_update(self, self.gates.log_alpha, cfg.dtype, "gate", terms)
 
-    def _steer(self) -> float | None:
-        """Target mode: every ``target_every`` steps (warm-up included), measure the
-        binarised circuit and move the sparsity weight (targets.py)."""
-        cfg = self.config
-        if self.controller is None or self.target is None:
-            return None
-        if not is_measurement_step(self.step, cfg.steps, cfg.target_every):
-            return None
-        measured = measure(self.target, self.masks_at(0.0), self.probe)
-        self.controller.update(measured)
-        return measured
+    def _measure_target(self) -> float:
+        """The target's quantity for the binarised circuit at the current gates."""
+        assert self.target is not None
+        return measure(self.target, self.masks_at(0.0), self.probe)
 
     def _autocast(self) -> AbstractContextManager[object]:
         dtype = AUTOCAST_DTYPES[self.config.autocast]
@@ -334,28 +300,17 @@ class Discovery:
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """The whole run state: tensors, and plain JSON values."""
-        opt_tensors, opt_plain = optimizer_state(self.optimizer)
-        rng_tensors, rng_plain = rng_state(self.generator, self.loaded.device)
-        tensors = {
-            "gates.log_alpha": self.gates.log_alpha.detach(),
-            "data.order": self.order,
-            **opt_tensors,
-            **rng_tensors,
-        }
-        meta = {
-            "format_version": CHECKPOINT_FORMAT,
-            "nodeprune_version": __version__,
-            "step": self.step,
-            "cursor": self.cursor,
-            "config": self.config.to_dict(),
-            "model": self.model_identity(),
-            "optimizer": opt_plain,
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_plain,
-            "history": [asdict(h) for h in self.history],
-            "train_seconds": self.train_seconds,
-            TASK_CHECKSUM: task_file_sha256(self.task),
-        }
+        tensors, meta = loop_state(self)
+        tensors["gates.log_alpha"] = self.gates.log_alpha.detach()
+        meta.update(
+            {
+                "format_version": CHECKPOINT_FORMAT,
+                "nodeprune_version": __version__,
+                "config": self.config.to_dict(),
+                "model": self.model_identity(),
+                TASK_CHECKSUM: task_file_sha256(self.task),
+            }
+        )
         return tensors, meta
 
     def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any], folder: Path) -> None:
@@ -367,28 +322,9 @@ class Discovery:
                 raise ValueError(f"gate logits have shape {tuple(log_alpha.shape)}")
             if not torch.isfinite(log_alpha).all():
                 raise ValueError("gate logits are not finite")
-            order = tensors["data.order"]
-            n = len(self.data.train)
-            if order.dtype != torch.long or order.dim() != 1 or len(order) not in (0, n):
-                raise ValueError("the data order does not fit the training set")
-            if len(order) and not torch.equal(order.sort().values, torch.arange(n)):
-                raise ValueError("the data order is not a permutation of the training set")
-            step, cursor = meta["step"], meta["cursor"]
-            if not (isinstance(step, int) and 0 <= step <= self.config.steps):
-                raise ValueError(f"step {step!r} is out of range")
-            if not (isinstance(cursor, int) and 0 <= cursor <= len(order)):
-                raise ValueError(f"cursor {cursor!r} is out of range")
-            history = [StepLog(**h) for h in meta["history"]]
+            restore_loop_state(self, tensors, meta, StepLog)
             with torch.no_grad():
                 self.gates.log_alpha.copy_(log_alpha.to(self.gates.log_alpha.device))
-            load_optimizer(self.optimizer, tensors, meta["optimizer"])
-            self.scheduler.load_state_dict(meta["scheduler"])
-            load_rng(self.generator, self.loaded.device, tensors, meta["rng"])
-            self.order = order.clone()
-            self.cursor = cursor
-            self.step = step
-            self.history = history
-            self.train_seconds = float(meta["train_seconds"])
         except DAMAGED_ERRORS as exc:
             raise damaged(folder, f"{type(exc).__name__}: {exc}") from exc
 
@@ -402,12 +338,7 @@ class Discovery:
         folder = Path(folder)
         self.restore(*read_checkpoint(folder), folder)
         if self.controller is not None:
-            # The controller's state is a function of its measurements, which the
-            # history holds exactly: replaying them restores it bit for bit.
-            self.controller = SparsityController(self.controller.target, self.config.target_rate)
-            for log in self.history:
-                if log.validation is not None:
-                    self.controller.update(log.validation)
+            self.controller = self.controller.replayed(self.history)
 
     @classmethod
     def from_checkpoint(cls, loaded: LoadedModel, folder: str | Path) -> Discovery:

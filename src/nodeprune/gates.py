@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .architectures.base import ModelDims
 from .granularity import GRANULARITIES, granularities_for_model
-from .hard_concrete import BETA, GAMMA, LOG_ALPHA_LIMIT, ZETA
+from .hard_concrete import BETA, GAMMA, ZETA
 
 _L0_SHIFT = BETA * math.log(-GAMMA / ZETA)
 
@@ -75,10 +75,6 @@ class GateSet(nn.Module):
 
     def expected_l0(self) -> dict[str, Tensor]:
         return self.split(expected_l0(self.log_alpha))
-
-    @torch.no_grad()
-    def clamp_(self) -> None:
-        self.log_alpha.clamp_(-LOG_ALPHA_LIMIT, LOG_ALPHA_LIMIT)
 
     def sizes(self) -> dict[str, int]:
         return {g: GRANULARITIES[g].size(self.dims) for g in self.enabled}

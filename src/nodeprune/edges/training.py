@@ -35,9 +35,9 @@ from ..checkpoint import (
 from ..circuit import Circuit
 from ..errors import NodepruneError
 from ..evaluation import evaluate_gates
-from ..gates import LOG_ALPHA_LIMIT, expected_l0, sample_gate
+from ..gates import expected_l0, sample_gate
 from ..health import NumericalError, check_step
-from ..loop_state import load_optimizer, load_rng, optimizer_state, rng_state
+from ..loop_state import BatchOrder, gate_update, loop_state, restore_loop_state
 from ..objective import kl_full_to_circuit, sparsity_weight, total_loss
 from ..prompts import PromptBatch
 from ..targets import (
@@ -45,7 +45,6 @@ from ..targets import (
     SparsityController,
     Target,
     ValidationProbe,
-    is_measurement_step,
     select_threshold,
 )
 from ..version import __version__
@@ -129,6 +128,9 @@ class EdgeDiscovery:
     ablator records the embedding's, the heads' and the MLP blocks' ablated outputs) for
     a node circuit found on the same prompts."""
 
+    #: The step record gate_update writes (loop_state.py).
+    LOG = EdgeStepLog
+
     def __init__(self, bench: Workbench, node: Circuit, config: EdgeConfig) -> None:
         self.config = config.validate()
         self.bench, self.node = bench, node
@@ -162,12 +164,14 @@ class EdgeDiscovery:
             lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.step, self.cursor = 0, 0
-        self.order = torch.empty(0, dtype=torch.long)
+        self.step = 0
+        self.batches = BatchOrder(len(self.bench.data.train), cfg.batch_size, self.generator)
         self.history: list[EdgeStepLog] = []
         self.train_seconds = 0.0
         self.target = cfg.target()
-        self.controller = SparsityController(self.target, cfg.target_rate) if self.target else None
+        self.controller: SparsityController | None = None
+        if self.target is not None:
+            self.controller = SparsityController(self.target, cfg.target_rate, cfg.target_every)
         self.probe: EdgeProbe | None = None
         self.selection: Selection | None = None
         if self.target is not None and self.target.kind != "size":
@@ -188,16 +192,6 @@ class EdgeDiscovery:
         self.close()
 
     # -- training ---------------------------------------------------------------------
-    def _next_indices(self) -> Tensor:
-        n = len(self.bench.data.train)
-        size = min(self.config.batch_size, n)
-        if self.cursor + size > len(self.order):
-            self.order = torch.randperm(n, generator=self.generator)
-            self.cursor = 0
-        idx = self.order[self.cursor : self.cursor + size]
-        self.cursor += size
-        return idx
-
     def edge_logits(self, batch: PromptBatch, gates: Tensor, ablated) -> Tensor:
         split = self.graph.split(gates.to(self.bench.like.dtype))
         return self.edges.edge_logits(
@@ -206,7 +200,7 @@ class EdgeDiscovery:
 
     def train_step(self) -> EdgeStepLog:
         cfg = self.config
-        idx = self._next_indices()
+        idx = self.batches.next()
         batch = self.bench.data.train.select(idx).to(self.bench.device)
         ablated = self.bench.ablator.values(batch)
         logits = self.edge_logits(batch, sample_gate(self.log_alpha, self.generator), ablated)
@@ -218,39 +212,18 @@ class EdgeDiscovery:
         loss = total_loss(kl, sparsity, cfg.lam, lam_now * weight)
         number, dtype = self.step + 1, str(self.bench.like.dtype).removeprefix("torch.")
         check_step(number, dtype, cfg.lr, "kl", kl, "KL to the full model")
-        check_step(number, dtype, cfg.lr, "loss", loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_([self.log_alpha], cfg.grad_clip)
-        check_step(number, dtype, cfg.lr, "gradient", norm, "norm of the edge gate gradients")
-        self.optimizer.step()
-        self.scheduler.step()
-        with torch.no_grad():
-            self.log_alpha.clamp_(-LOG_ALPHA_LIMIT, LOG_ALPHA_LIMIT)
-        check_step(number, dtype, cfg.lr, "gates", self.log_alpha, "edge gate log-alphas")
-        self.step += 1
-        log = EdgeStepLog(
-            self.step,
-            loss.item(),
-            kl.item(),
-            sparsity.item(),
-            lam_now,
-            float((self.log_alpha > 0).float().mean()),
-            target_weight=weight,
-            validation=self._steer(),
-        )
-        self.history.append(log)
-        return log
+        terms = (loss, kl, sparsity, lam_now, weight)
+        return gate_update(self, self.log_alpha, dtype, "edge gate", terms)
 
-    def _steer(self) -> float | None:
-        cfg = self.config
-        if self.controller is None or self.target is None:
-            return None
-        if not is_measurement_step(self.step, cfg.steps, cfg.target_every):
-            return None
-        measured = measure_edges(self.target, self.masks_at(0.0), self.probe)
-        self.controller.update(measured)
-        return measured
+    @torch.no_grad()
+    def kept_fractions(self) -> float:
+        """The fraction of candidate edges whose gate is open (log-alpha > 0)."""
+        return float((self.log_alpha > 0).float().mean())
+
+    def _measure_target(self) -> float:
+        """The target's quantity for the binarised circuit at the current gates."""
+        assert self.target is not None
+        return measure_edges(self.target, self.masks_at(0.0), self.probe)
 
     def run(
         self, progress: bool = True, checkpoint_dir: str | Path | None = None, every: int = 0
@@ -354,28 +327,17 @@ class EdgeDiscovery:
         }
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        opt_tensors, opt_plain = optimizer_state(self.optimizer)
-        rng_tensors, rng_plain = rng_state(self.generator, self.bench.device)
-        tensors = {
-            "edges.log_alpha": self.log_alpha.detach(),
-            "data.order": self.order,
-            **opt_tensors,
-            **rng_tensors,
-        }
-        meta = {
-            "format_version": CHECKPOINT_FORMAT,
-            "nodeprune_version": __version__,
-            "phase": "edges",
-            "step": self.step,
-            "cursor": self.cursor,
-            "config": self.config.to_dict(),
-            "model": self.identity(),
-            "optimizer": opt_plain,
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_plain,
-            "history": [asdict(h) for h in self.history],
-            "train_seconds": self.train_seconds,
-        }
+        tensors, meta = loop_state(self)
+        tensors["edges.log_alpha"] = self.log_alpha.detach()
+        meta.update(
+            {
+                "format_version": CHECKPOINT_FORMAT,
+                "nodeprune_version": __version__,
+                "phase": "edges",
+                "config": self.config.to_dict(),
+                "model": self.identity(),
+            }
+        )
         return tensors, meta
 
     def save_checkpoint(self, folder: str | Path) -> Path:
@@ -390,27 +352,13 @@ class EdgeDiscovery:
             log_alpha = tensors["edges.log_alpha"]
             if log_alpha.shape != self.log_alpha.shape or not torch.isfinite(log_alpha).all():
                 raise ValueError("edge gate logits do not fit the candidate edges")
-            order, step, cursor = tensors["data.order"], meta["step"], meta["cursor"]
-            if not (isinstance(step, int) and 0 <= step <= self.config.steps):
-                raise ValueError(f"step {step!r} is out of range")
-            if not (isinstance(cursor, int) and 0 <= cursor <= len(order)):
-                raise ValueError(f"cursor {cursor!r} is out of range")
-            history = [EdgeStepLog(**h) for h in meta["history"]]
+            restore_loop_state(self, tensors, meta, EdgeStepLog)
             with torch.no_grad():
                 self.log_alpha.copy_(log_alpha.to(self.log_alpha.device))
-            load_optimizer(self.optimizer, tensors, meta["optimizer"])
-            self.scheduler.load_state_dict(meta["scheduler"])
-            load_rng(self.generator, self.bench.device, tensors, meta["rng"])
-            self.order, self.cursor, self.step = order.clone(), cursor, step
-            self.history, self.train_seconds = history, float(meta["train_seconds"])
         except DAMAGED_ERRORS as exc:
             raise damaged(folder, f"{type(exc).__name__}: {exc}") from exc
         if self.controller is not None:
-            # As in node discovery: the controller is a function of its measurements.
-            self.controller = SparsityController(self.controller.target, self.config.target_rate)
-            for log in self.history:
-                if log.validation is not None:
-                    self.controller.update(log.validation)
+            self.controller = self.controller.replayed(self.history)
 
 
 def edge_workbench(loaded, node: Circuit) -> Workbench:
