@@ -127,3 +127,19 @@ def save_tiny_model(folder: Path, tokenizer, family: str = "llama") -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, tokenizer) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer)
+
+
+# The real offline models (built in: nodeprune.builtin_models), loaded once per session
+# by the slow tests that ask for them.
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    from nodeprune import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma() -> LoadedModel:
+    from nodeprune import load_model
+
+    return load_model("gemma3-270m")

@@ -7,15 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodeprune import Discovery, DiscoveryConfig, load_model
+from nodeprune import Discovery, DiscoveryConfig
 from nodeprune.granularity import GRANULARITIES
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def gemma():
-    return load_model("gemma3-270m")
 
 
 def test_gemma3_layout_and_ioi_answer(gemma):

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nodeprune import Circuit, Discovery, DiscoveryConfig, load_model
+from nodeprune import Circuit, Discovery, DiscoveryConfig
 from nodeprune.evaluation import evaluate_circuit
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2-135m")
 
 
 def test_smollm2_layout(smollm2):

@@ -43,6 +43,7 @@ from .baselines.report import central_claim, claim_text, compare_table, write_ou
 from .baselines.search import smallest_scale_reaching
 from .baselines.selection import FULL_SCALE, scale_grid
 from .circuit import Circuit
+from .closing import ClosedOnExit
 from .config import DiscoveryConfig, config_with
 from .curves import curve_point, curves_document, mean_point
 from .discovery import Discovery
@@ -120,7 +121,7 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class Comparison:
+class Comparison(ClosedOnExit):
     """Shared prompts, ablation and evaluation for every method of one comparison."""
 
     def __init__(
@@ -152,12 +153,6 @@ class Comparison:
 
     def close(self) -> None:
         self.bench.close()
-
-    def __enter__(self) -> Comparison:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- shared pieces -----------------------------------------------------------
     def evaluate(self, masks: dict[str, Tensor]) -> dict[str, float]:

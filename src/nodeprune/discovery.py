@@ -31,6 +31,7 @@ from .checkpoint import (
     task_file_sha256,
 )
 from .circuit import Circuit, full_masks, make_consistent
+from .closing import ClosedOnExit
 from .config import AUTOCAST_DTYPES, DiscoveryConfig, config_with
 from .errors import NodepruneError
 from .evaluation import evaluate_gates
@@ -70,7 +71,7 @@ class StepLog:
     validation: float | None = None
 
 
-class Discovery:
+class Discovery(ClosedOnExit):
     """One discovery run; its state (gates, optimizer, schedule, RNG) is all here.
 
     ``source``: a loaded model, for which the run builds its own workbench (the set-up:
@@ -166,12 +167,6 @@ class Discovery:
         """Take an own workbench's hooks off the model (a shared one is its owner's)."""
         if self._owns_bench:
             self.bench.close()
-
-    def __enter__(self) -> Discovery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _validation_probe(self) -> ValidationProbe:
         assert self.target is not None

@@ -24,6 +24,23 @@ class TaskData:
     counts: dict[str, dict[str, int]]
 
 
+@dataclass(frozen=True)
+class SplitPlan:
+    """Which prompts a run uses: prompts per split (``train``, ``validation``, ``test``),
+    their seed, whether the prompts the full model gets wrong are dropped, and the batch
+    size of the passes that filter and record them."""
+
+    sizes: dict[str, int]
+    seed: int
+    filter_correct: bool = True
+    batch_size: int = 32
+
+    def build(self, gated: GatedModel, task: Task) -> TaskData:
+        return build_task_data(
+            gated, task, self.sizes, self.seed, self.filter_correct, self.batch_size
+        )
+
+
 def generate_split(task: Task, split: str, n: int, seed: int, tokenizer: object) -> list[Example]:
     # Each split has its own RNG stream (Task.generate_split), so changing one size
     # leaves the others alone.

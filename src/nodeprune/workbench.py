@@ -22,48 +22,43 @@ from torch import Tensor
 
 from .ablator import Ablator
 from .architectures.base import ModelDims
+from .closing import ClosedOnExit
 from .errors import NodepruneError
 from .intervention import GatedModel
 from .large_models import GATED_ATTR, attach_gated
 from .models import LoadedModel
-from .splits import TaskData, build_task_data
+from .splits import SplitPlan, TaskData
 from .tasks import Task, resolve_task
 
 if TYPE_CHECKING:
     from .config import DiscoveryConfig
 
 
-class Workbench:
+class Workbench(ClosedOnExit):
     """The hooked model, the task's splits, the fitted ablator and the reference outputs
     of one (model, task, prompts, ablation).
 
     ``granularities`` (default: all) are those the hooks may gate; a Discovery on this
-    workbench may gate any subset of them. ``sizes``: prompts per split (``train``,
-    ``validation``, ``test``); ``data`` replaces building the splits.
+    workbench may gate any subset of them. ``splits``: which prompts (splits.SplitPlan);
+    ``data`` replaces building them.
     """
 
     def __init__(
         self,
         loaded: LoadedModel,
         task: Task,
-        *,
         ablation: str,
-        sizes: dict[str, int],
-        data_seed: int,
-        filter_correct: bool = True,
-        batch_size: int = 32,
+        splits: SplitPlan,
         granularities: Iterable[str] | None = None,
         data: TaskData | None = None,
     ) -> None:
         self.loaded = loaded
         self.task = task
-        self.batch_size = batch_size
+        self.batch_size = batch_size = splits.batch_size
         self.gated = GatedModel(loaded, granularities)
         self._closed = False
         try:
-            self.data = data or build_task_data(
-                self.gated, task, sizes, data_seed, filter_correct, batch_size
-            )
+            self.data = data or splits.build(self.gated, task)
             self.ablator = Ablator(ablation, self.gated).fit(self.data.train, batch_size)
         except BaseException:
             # A model reused after a failed set-up (sweeps do) must not keep our hooks.
@@ -91,17 +86,14 @@ class Workbench:
             "validation": config.n_val,
             "test": config.n_test,
         }
-        return cls(
-            loaded,
-            task or resolve_task(config.task, config.task_file),
-            ablation=config.ablation,
-            sizes=sizes,
-            data_seed=config.data_seed if data_seed is None else data_seed,
-            filter_correct=config.filter,
-            batch_size=config.eval_batch_size,
-            granularities=granularities,
-            data=data,
+        splits = SplitPlan(
+            sizes,
+            config.data_seed if data_seed is None else data_seed,
+            config.filter,
+            config.eval_batch_size,
         )
+        task = task or resolve_task(config.task, config.task_file)
+        return cls(loaded, task, config.ablation, splits, granularities, data)
 
     # -- what it offers ---------------------------------------------------------------
     @property
@@ -163,9 +155,3 @@ class Workbench:
         if getattr(self.loaded.model, GATED_ATTR, None) is self.gated:
             attach_gated(self.loaded.model, None)
         self.gated.remove()
-
-    def __enter__(self) -> Workbench:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

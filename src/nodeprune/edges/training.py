@@ -33,6 +33,7 @@ from ..checkpoint import (
     save_state,
 )
 from ..circuit import Circuit
+from ..closing import ClosedOnExit
 from ..errors import NodepruneError
 from ..evaluation import evaluate_gates
 from ..gates import expected_l0, sample_gate
@@ -123,7 +124,7 @@ def node_identity(node: Circuit) -> str:
     return hashlib.sha256(json.dumps(masks).encode()).hexdigest()[:16]
 
 
-class EdgeDiscovery:
+class EdgeDiscovery(ClosedOnExit):
     """One edge-phase run on a workbench (built with every granularity, so that its
     ablator records the embedding's, the heads' and the MLP blocks' ablated outputs) for
     a node circuit found on the same prompts."""
@@ -184,12 +185,6 @@ class EdgeDiscovery:
 
     def close(self) -> None:
         self.edges.remove()
-
-    def __enter__(self) -> EdgeDiscovery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- training ---------------------------------------------------------------------
     def edge_logits(self, batch: PromptBatch, gates: Tensor, ablated) -> Tensor:
