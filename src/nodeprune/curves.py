@@ -54,8 +54,8 @@ def fraction_kept(masks: dict[str, Tensor]) -> float:
 
 
 def mean_kept_fraction(kept: dict[str, int], total: dict[str, int]) -> float | None:
-    """The *other* size measure, a sweep's (its rows' ``fraction_kept``, kept under that
-    name in results.json/csv for the files' sake): the mean over the gated granularities
+    """The *other* size measure, a sweep's (its rows' ``mean_kept_fraction`` in
+    results.json/csv): the mean over the gated granularities
     of each one's kept fraction, each granularity counting equally (so a million MLP
     output dimensions do not drown out the few hundred heads). Not the curves' x-axis
     (:func:`fraction_kept`); None when nothing is gated."""

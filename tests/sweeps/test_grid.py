@@ -54,3 +54,28 @@ def test_bad_values_are_left_to_their_trial():
     # lam 1.5 is invalid, but only that trial fails, at run time.
     trials = SweepSpec(axes={"lam": [0.5, 1.5]}).trials()
     assert [t.config["lam"] for t in trials] == [0.5, 1.5]
+
+
+def test_a_results_table_of_the_first_format_is_read_in_the_current_names(tmp_path):
+    # Format /1 called a row's size fraction_kept, the curves' name for another measure.
+    import json
+
+    from nodeprune.sweeps.results import SWEEP_FORMAT, ResultTable
+
+    old = {
+        "hash": "abc",
+        "status": "finished",
+        "fraction_kept": 0.25,
+        **{k: {} for k in ("axes", "config", "metrics", "kept", "total", "kept_fraction")},
+    }
+    (tmp_path / "results.json").write_text(
+        json.dumps({"format": "nodeprune-sweep/1", "trials": [old]}), encoding="utf-8"
+    )
+    table = ResultTable(tmp_path)
+    row = table.rows["abc"]
+    assert row["mean_kept_fraction"] == 0.25 and "fraction_kept" not in row
+    table.record(dict(row), None)
+    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert saved["format"] == SWEEP_FORMAT
+    assert saved["trials"][0]["mean_kept_fraction"] == 0.25
+    assert "fraction_kept" not in saved["trials"][0]

@@ -52,7 +52,7 @@ def _check_sweep(tiny_model_dir, out, backend_args, env_var, monkeypatch, expect
     assert not (out / "trials" / failed[0]["hash"]).exists()
     for r in finished:
         assert (out / r["circuit"]).is_file()
-        assert 0.0 <= r["fraction_kept"] <= 1.0
+        assert 0.0 <= r["mean_kept_fraction"] <= 1.0
         assert set(r["metrics"]) >= {"kl", "normalized_faithfulness", "accuracy"}
         assert r["wall_s"] >= r["train_s"] > 0 and r["error"] == ""
         assert r["model_loads"] == 1  # each worker loaded the model once for all its trials

@@ -15,7 +15,7 @@ def curve_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, floa
     """Finished trials as (fraction kept, normalized faithfulness, label), per model/task."""
     series: dict[str, list[tuple[float, float, str]]] = {}
     for row in rows:
-        if row.get("status") != FINISHED or row.get("fraction_kept") is None:
+        if row.get("status") != FINISHED or row.get("mean_kept_fraction") is None:
             continue
         y = row["metrics"].get("normalized_faithfulness")
         if y is None or (isinstance(y, float) and math.isnan(y)):
@@ -23,7 +23,7 @@ def curve_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, floa
         config = row["config"]
         name = f"{config['model']} / {config['task']}"
         label = ", ".join(f"{k}={v}" for k, v in row["axes"].items() if k not in ("model", "task"))
-        series.setdefault(name, []).append((float(row["fraction_kept"]), float(y), label))
+        series.setdefault(name, []).append((float(row["mean_kept_fraction"]), float(y), label))
     return {k: sorted(v) for k, v in series.items()}
 
 

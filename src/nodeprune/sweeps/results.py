@@ -43,7 +43,7 @@ def _base_row(trial: Trial, status: str, wall: float, worker: str) -> dict[str, 
         "kept": {},
         "total": {},
         "kept_fraction": {},
-        "fraction_kept": None,
+        "mean_kept_fraction": None,
         "wall_s": round(wall, 3),
         "worker": worker,
         "circuit": None,
@@ -58,7 +58,7 @@ def finished_row(trial: Trial, circuit: Circuit, wall: float, worker: str) -> di
     row["total"] = {g: circuit.total(g) for g in circuit.enabled}
     row["kept_fraction"] = {g: row["kept"][g] / row["total"][g] for g in circuit.enabled}
     # Not the curves' fraction_kept (units kept): see curves.mean_kept_fraction.
-    row["fraction_kept"] = mean_kept_fraction(row["kept"], row["total"])
+    row["mean_kept_fraction"] = mean_kept_fraction(row["kept"], row["total"])
     timings = getattr(circuit, "timings", None) or circuit.extra
     row["train_s"] = timings.get("train_seconds")
     row["circuit"] = circuit_relpath(trial.hash)
@@ -83,6 +83,19 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
+#: /2: a row's size is ``mean_kept_fraction`` (in /1 it was called ``fraction_kept``, the
+#: name the curves use for another measure: units kept).
+SWEEP_FORMAT = "nodeprune-sweep/2"
+
+
+def upgraded_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read from an older results.json, in this format's names."""
+    if "fraction_kept" in row and "mean_kept_fraction" not in row:
+        row = dict(row)
+        row["mean_kept_fraction"] = row.pop("fraction_kept")
+    return row
+
+
 class ResultTable:
     """The rows of one sweep folder, written out after every change."""
 
@@ -93,7 +106,7 @@ class ResultTable:
         if path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                self.rows = {str(r["hash"]): r for r in data["trials"]}
+                self.rows = {str(r["hash"]): upgraded_row(r) for r in data["trials"]}
             except (ValueError, RecursionError, KeyError, TypeError) as exc:
                 raise NodepruneError(
                     f"{path} is not a nodeprune sweep table ({exc}); "
@@ -126,7 +139,7 @@ class ResultTable:
     def write(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         rows = list(self.rows.values())
-        table = {"format": "nodeprune-sweep/1", "counts": self.counts(), "trials": rows}
+        table = {"format": SWEEP_FORMAT, "counts": self.counts(), "trials": rows}
         write_json(self.out / RESULTS_JSON, table)
         atomic_write(self.out / RESULTS_CSV, self.csv_text())
         from .plot import write_curve
@@ -141,7 +154,7 @@ class ResultTable:
             "status",
             *axes,
             *METRIC_KEYS,
-            "fraction_kept",
+            "mean_kept_fraction",
             *(f"kept_fraction.{g}" for g in GRANULARITIES),
             *(f"kept.{g}" for g in GRANULARITIES),
             "wall_s",
