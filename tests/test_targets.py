@@ -9,7 +9,6 @@ held-out test prompts within their noise.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from reports.tiny_ioi import one_thread, trained_ioi_gpt2
@@ -125,10 +124,9 @@ def test_a_resumed_target_run_equals_an_uninterrupted_one(trained, tmp_path):
         resumed = Discovery(trained, _config(trained, **kw))
         resumed.load_checkpoint(tmp_path)
         assert resumed.step == 30
-        assert resumed.controller.weight == pytest.approx(
-            math.exp(sum(0.5 * max(-1, min(1, (h.validation - 0.8) / 0.1))
-                         for h in ref.history[:30] if h.validation is not None))
-        )  # fmt: skip
+        # The weight the uninterrupted run trained step 31 with: its controller after
+        # the measurements of the first 30 steps.
+        assert resumed.controller.weight == pytest.approx(ref.history[30].target_weight)
         circuit = resumed.run(progress=False, checkpoint_dir=tmp_path, checkpoint_every=10)
     assert json.dumps(circuit.comparable_json(), sort_keys=True) == json.dumps(
         ref_circuit.comparable_json(), sort_keys=True
@@ -265,3 +263,25 @@ def test_an_undefined_faithfulness_is_refused_as_a_target_before_training(llama_
     with pytest.raises(NodepruneError, match="undefined on these validation prompts"):
         Discovery(llama_model, cfg)
     assert not llama_model.model._forward_hooks  # nothing left hooked
+
+
+def test_the_controller_raises_the_weight_slower_than_it_lowers_it_towards_an_aim_inside():
+    # Pruning cannot be undone, a circuit left too large is trimmed at the end: the weight
+    # rises at a fraction of its fall, and training aims a little inside the target.
+    from nodeprune.target_spec import Target
+    from nodeprune.targets import RISE_FRACTION, SparsityController
+
+    target = Target("faithfulness", 0.85)
+    assert target.training_aim().value > target.value
+    assert Target("faithfulness", 0.99).training_aim().value == 1.0
+    assert Target("kl", 0.5).training_aim().value < 0.5
+    controller = SparsityController(target, rate=0.5, every=10)
+    controller.update(2.0)  # far above: the largest rise
+    rise = controller.log_weight
+    controller.update(0.0)  # far below: the largest fall
+    fall = rise - controller.log_weight
+    assert rise == pytest.approx(RISE_FRACTION * fall) and 0 < rise < fall
+    # Just above the target but below the aim, the weight already falls.
+    before = controller.log_weight
+    controller.update(0.87)
+    assert controller.log_weight < before
