@@ -5,12 +5,14 @@ faithfulness target (plus the attribution and random baselines at the multi-gran
 sizes) on the same prompts; with ``--curve-targets`` both discovery methods run again
 at each further target, which gives the curves (with CPR and CMD).
 
-    python bench/claims.py                                   # 4 tasks on SmolLM2, target 0.9
+    python bench/claims.py                                   # 4 tasks on SmolLM2, target 0.85
     python bench/claims.py --tasks ioi greater_than --curve-targets 0.5 0.7 0.8 0.95
     python bench/claims.py --set autocast=bfloat16 --set optimizer=granular_adam
 
-Writes OUT/<task>/ (compare.json, curves.json, claim.json, compare.txt, circuits/),
-OUT/claims.md (one row per task) and OUT/<task>/curves.png.
+Writes OUT/<task>/ (compare.json, curves.json, claim.json, compare.txt, circuits/,
+claim_row.md), OUT/claims.md (one row per task) and OUT/<task>/curves.png. A task with
+a claim_row.md is not run again, so a stopped benchmark continues and tasks can be run
+by separate invocations into the same OUT.
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ HEADER = (
 def main(argv: list[str] | None = None) -> int:
     from nodeprune import DiscoveryConfig, load_model
     from nodeprune.compare import CompareOptions, Comparison
+    from nodeprune.config import COMMAND_TARGET
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
-    p.add_argument("--target", type=float, default=0.9)
+    p.add_argument("--target", type=float, default=COMMAND_TARGET[1])  # the commands' default
     p.add_argument("--curve-targets", type=float, nargs="*", default=[])
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE discover setting")
     p.add_argument("--random-draws", type=int, default=3)
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_model(args.model)
     rows = []
     for task in args.tasks:
+        row_file = out / task / "claim_row.md"
+        if row_file.exists():  # done by an earlier (stopped or split) run of this script
+            rows.append(row_file.read_text(encoding="utf-8").strip())
+            continue
         cfg = DiscoveryConfig.from_dict(
             {"model": args.model, "task": task, "target_faithfulness": args.target, **settings}
         ).validate()
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         result.save(out / task)
         rows.append(claim_row(task, result.claim, seconds))
+        row_file.write_text(rows[-1] + "\n", encoding="utf-8")
         print(result.claim_text(), file=sys.stderr, flush=True)
         write_curve_plot(result.curves_json(), out / task / "curves.png")
     table = f"target faithfulness {args.target}, settings {settings or 'defaults'}\n\n"
