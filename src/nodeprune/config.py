@@ -113,8 +113,10 @@ class DiscoveryConfig:
     target_kl: float | None = None
     #: ... or that keeps at most this fraction of attention + MLP neurons.
     target_size: float | None = None
-    #: adamw, or granular_adam (one second moment per granularity; see optim.py).
-    optimizer: str = "adamw"
+    #: granular_adam (one second moment per granularity; see optim.py), or adamw. Granular
+    #: Adam is the default since it removes the cause of the collapses: AdamW moves a gate
+    #: only the sparsity term pushes at the full learning rate (README "Calibration").
+    optimizer: str = "granular_adam"
     #: Steps between the controller's measurements of the binarised circuit.
     target_every: int = 10
     #: Step of the controller's log sparsity weight per measurement (at full slack).

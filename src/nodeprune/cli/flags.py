@@ -45,8 +45,8 @@ HELP = {
     "and lam only sets its starting point",
     "target_kl": "find the smallest circuit whose KL to the full model is at most this",
     "target_size": "find the circuit that keeps this fraction of attention + MLP neurons",
-    "optimizer": "adamw, or granular_adam: Adam with one second moment per granularity, so "
-    "a gate moves in proportion to how much the objective cares about it",
+    "optimizer": "granular_adam (default): Adam with one second moment per granularity, so "
+    "a gate moves in proportion to how much the objective cares about it; or adamw",
     "target_every": "steps between the target controller's validation measurements",
     "target_rate": "step of the target controller's log sparsity weight",
 }
