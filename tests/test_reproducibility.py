@@ -69,3 +69,12 @@ def test_a_config_saved_before_data_seed_draws_its_prompts_with_seed():
     assert DiscoveryConfig.from_saved(old).data_seed == 7
     assert DiscoveryConfig.from_saved({**old, "data_seed": 2}).data_seed == 2
     assert DiscoveryConfig.from_dict(old).data_seed == 0
+
+
+def test_a_config_saved_before_optimizer_existed_trains_with_adamw_as_it_did():
+    old = {k: v for k, v in _config(7).to_dict().items() if k != "optimizer"}
+    assert DiscoveryConfig.from_saved(old).optimizer == "adamw"
+    assert DiscoveryConfig.from_saved({**old, "optimizer": "granular_adam"}).optimizer == (
+        "granular_adam"
+    )
+    assert DiscoveryConfig.from_dict(old).optimizer == "granular_adam"  # today's default

@@ -208,10 +208,13 @@ class DiscoveryConfig:
 
     @classmethod
     def from_saved(cls, data: dict[str, Any], source: str = "config") -> DiscoveryConfig:
-        """A config read back from a circuit or a checkpoint. Those written before
-        ``data_seed`` existed drew their prompts with ``seed``; they keep doing so."""
+        """A config read back from a circuit or a checkpoint, as it ran: those written
+        before ``data_seed`` existed drew their prompts with ``seed``, and those written
+        before ``optimizer`` existed trained with AdamW; they keep doing so."""
         if isinstance(data, dict) and "data_seed" not in data and "seed" in data:
             data = {**data, "data_seed": data["seed"]}
+        if isinstance(data, dict) and "optimizer" not in data:
+            data = {**data, "optimizer": "adamw"}
         return cls.from_dict(data, source)
 
 
