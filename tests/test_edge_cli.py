@@ -66,9 +66,64 @@ def test_a_folder_without_a_node_circuit_is_refused(tmp_path, capsys):
     assert CIRCUIT_FILE in err and "discover" in err
 
 
-def test_edge_circuits_export_as_eap_ig_only(node_run, capsys):
+def _edge_circuit(node_run) -> EdgeCircuit:
     path = node_run / EDGES_DIR / EDGE_CIRCUIT_FILE
     if not path.exists():
         assert main(["edges", str(node_run), "--steps", "2", "--quiet"]) == 0
+    return EdgeCircuit.load(path)
+
+
+def test_edge_circuits_export_as_eap_ig_or_mib_only(node_run, capsys):
+    _edge_circuit(node_run)
+    path = node_run / EDGES_DIR / EDGE_CIRCUIT_FILE
     assert main(["export", str(path), "--format", "tl-hooks"]) == 2
-    assert "eap-ig only" in capsys.readouterr().err
+    assert "eap-ig or mib only" in capsys.readouterr().err
+
+
+def test_the_mib_submission_of_a_run_with_an_edge_circuit_ranks_by_its_edge_gates(
+    node_run, tmp_path, capsys
+):
+    from nodeprune.edges.export import eap_edge_gates, edge_eap_graph
+    from nodeprune.export_mib import EDGE_RULES, IMPORTANCE_FILE
+
+    edges = _edge_circuit(node_run)
+    capsys.readouterr()
+    assert main(["export", str(node_run), "--format", "mib", "--mib-task", "ioi",
+                 "--mib-model", "interpbench", "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert "edge gates: the edge circuit in" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "ioi_interpbench" / IMPORTANCE_FILE).read_text())
+    assert doc["metadata"]["ranking_rules"] == list(EDGE_RULES)
+    # The circuit in the file is the edge circuit (as its own EAP-IG export has it), and
+    # MIB's top-n at its size takes exactly it.
+    own = edge_eap_graph(edges)
+    inside = {n for n, e in own["edges"].items() if e["in_graph"]}
+    assert {n for n, e in doc["edges"].items() if e["in_graph"]} == inside
+    ranked = sorted(doc["edges"], key=lambda n: -doc["edges"][n]["score"])
+    assert set(ranked[: len(inside)]) == inside
+    # Among the candidate edges (both ends kept) of one membership, a higher edge gate
+    # ranks higher: the gates, not EAP-IG's order, tell a head's q/k/v inputs apart.
+    gates = eap_edge_gates(edges)
+    for kept in (True, False):
+        group = [n for n in ranked if n in gates and gates[n][0] is kept]
+        values = [gates[n][1] for n in group]
+        assert values == sorted(values, reverse=True)
+    # The same submission from the edge circuit file itself.
+    again = tmp_path / "again"
+    path = node_run / EDGES_DIR / EDGE_CIRCUIT_FILE
+    assert main(["export", str(path), "--format", "mib", "--mib-task", "ioi",
+                 "--mib-model", "interpbench", "--out", str(again)]) == 0  # fmt: skip
+    redo = json.loads((again / "ioi_interpbench" / IMPORTANCE_FILE).read_text())
+    assert redo["edges"] == doc["edges"]
+
+
+def test_an_edge_circuit_of_another_node_circuit_is_not_used(node_run):
+    from nodeprune.circuit import Circuit
+    from nodeprune.export_mib import edge_circuit_for
+
+    _edge_circuit(node_run)
+    circuit = Circuit.load(node_run / CIRCUIT_FILE)
+    assert edge_circuit_for(circuit, node_run)[0] is not None
+    head = circuit.masks["attention_head"]
+    head.view(-1)[0] = ~head.view(-1)[0]  # another circuit: one head in or out
+    edges, why = edge_circuit_for(circuit, node_run)
+    assert edges is None and "another node circuit" in why

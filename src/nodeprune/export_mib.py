@@ -29,6 +29,13 @@ edges at a size cutoff to the sort's whim. Edges are ranked by, in turn:
    It decides only between edges equal on 1-3, such as the query, key and value edges
    of one parent and head: nodeprune gates nothing on a head's inputs.
 
+**With an edge circuit** (``nodeprune edges RUN`` wrote ``RUN/edges/edge_circuit.json``
+for this node circuit), the learned edge gates come first: (0) the edge circuit's kept
+edges, so MIB's circuit at the edge circuit's size is the edge circuit; then (1)
+membership; then the edge gates themselves, the sigmoid of each candidate edge's final
+log-alpha (edges between kept nodes; the others count 0), which tell apart the query,
+key and value inputs of a head; then rules 2-4.
+
 The scores written are the ranks, ``(N - r) / N`` for the edge at rank r of N: distinct
 (also as float32, which EAP-IG loads them into), positive, so MIB's top-n is exactly this
 order whether or not it ranks by absolute value. ``metadata.cutoffs`` says, for each of
@@ -50,6 +57,7 @@ import torch
 from torch import Tensor
 
 from .circuit import Circuit, make_consistent
+from .edges.circuit import EdgeCircuit
 from .errors import NodepruneError
 from .export_eap import (
     bos_fields,
@@ -91,6 +99,9 @@ HF_TO_MIB = {
 MIB_EDGE_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 #: The rules of the edge order, in the order they apply (see the module docstring).
 RULES = ("membership", "node gates", "neuron gates", "EAP-IG order")
+#: The same with an edge circuit's gates in front.
+EDGE_RULES = ("edge circuit", "membership", "edge gates", "node gates", "neuron gates",
+              "EAP-IG order")  # fmt: skip
 IMPORTANCE_FILE = "importances.json"
 
 
@@ -205,7 +216,9 @@ def _rank_scores(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return order, scores
 
 
-def _cutoff_rules(keys: list[np.ndarray], order: np.ndarray) -> list[dict[str, Any]]:
+def _cutoff_rules(
+    keys: list[np.ndarray], order: np.ndarray, rules: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """For each MIB size: which rule separates the last edge in from the first edge out."""
     n = len(order)
     out = []
@@ -215,7 +228,7 @@ def _cutoff_rules(keys: list[np.ndarray], order: np.ndarray) -> list[dict[str, A
             out.append({"fraction": fraction, "edges": k, "decided_by": None})
             continue
         last, first = order[k - 1], order[k]
-        rule = next((RULES[j] for j, key in enumerate(keys) if key[last] != key[first]), RULES[-1])
+        rule = next((rules[j] for j, key in enumerate(keys) if key[last] != key[first]), rules[-1])
         out.append({"fraction": fraction, "edges": k, "decided_by": rule})
     return out
 
@@ -226,8 +239,10 @@ def mib_graph(
     log_alphas: dict[str, Tensor] | None = None,
     mib_task: str | None = None,
     mib_model: str | None = None,
+    edges: EdgeCircuit | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """(folder name ``<task>_<model>``, the importance file's JSON)."""
+    """(folder name ``<task>_<model>``, the importance file's JSON); ``edges``: an edge
+    circuit of ``circuit`` whose gates rank the edges first."""
     folder = f"{mib_task_name(circuit, mib_task)}_{mib_model_name(circuit, mib_model)}"
     dims = circuit.dims
     parallel = resolve_parallel(circuit, parallel_attn_mlp)
@@ -235,12 +250,17 @@ def mib_graph(
     opened = node_scores(circuit, _coarse(log_alphas))
     out_mass, in_mass = neuron_masses(circuit, log_alphas)
 
-    edges = eap_edges(dims.n_layers, dims.n_heads, parallel)
+    eap = eap_edges(dims.n_layers, dims.n_heads, parallel)
     edge_keys = [
-        np.array([kept[p] and kept[c] for p, c, _ in edges], dtype=float),
-        np.array([min(opened[p], opened[c]) for p, c, _ in edges]),
-        np.array([out_mass[p] * in_mass[c] for p, c, _ in edges]),
+        np.array([kept[p] and kept[c] for p, c, _ in eap], dtype=float),
+        np.array([min(opened[p], opened[c]) for p, c, _ in eap]),
+        np.array([out_mass[p] * in_mass[c] for p, c, _ in eap]),
     ]
+    rules, in_graph, node_in = RULES, edge_keys[0], dict(kept)
+    if edges is not None:
+        rules = EDGE_RULES
+        in_graph, edge_gate, node_in = _edge_keys(circuit, edges, eap, parallel, kept)
+        edge_keys = [in_graph, edge_keys[0], edge_gate, *edge_keys[1:]]
     edge_order, edge_scores = _rank_scores(edge_keys)
 
     names = [n for n in eap_node_names(dims.n_layers, dims.n_heads) if n != "logits"]
@@ -251,16 +271,17 @@ def mib_graph(
     ]
     _, node_rank = _rank_scores(node_keys)
     nodes: dict[str, dict[str, Any]] = {
-        n: {"in_graph": kept[n], "score": float(s)} for n, s in zip(names, node_rank, strict=True)
+        n: {"in_graph": node_in[n], "score": float(s)}
+        for n, s in zip(names, node_rank, strict=True)
     }
     nodes["logits"] = {"in_graph": True}
-    n_in = int(edge_keys[0].sum())
+    n_in = int(in_graph.sum())
     doc = {
         "cfg": eap_config(circuit, parallel),
         "nodes": nodes,
         "edges": {
             f"{p}->{c}{s}": {"score": float(score), "in_graph": bool(member)}
-            for (p, c, s), score, member in zip(edges, edge_scores, edge_keys[0], strict=True)
+            for (p, c, s), score, member in zip(eap, edge_scores, in_graph, strict=True)
         },
         "metadata": {
             "source": "nodeprune",
@@ -268,20 +289,73 @@ def mib_graph(
             "task": circuit.task,
             "ablation": circuit.ablation,
             "mib_folder": folder,
-            "scores": "rank scores (N - r) / N of an edge order: circuit membership, then "
-            "the smaller node score of its two ends, then parent output x child input "
+            "scores": "rank scores (N - r) / N of an edge order: "
+            + ("edge-circuit membership, then " if edges is not None else "")
+            + "node-circuit membership, then "
+            + ("the edge gate, then " if edges is not None else "")
+            + "the smaller node score of its two ends, then parent output x child input "
             "neuron-gate mass, then EAP-IG's edge order (see nodeprune.export_mib)",
-            "ranking_rules": list(RULES),
+            "ranking_rules": list(rules),
+            "edge_gates": "the edge phase's final log-alphas" if edges is not None else None,
             "neuron_gates": "final log-alphas (checkpoint)"
             if log_alphas is not None
             else "kept-neuron fractions (no checkpoint with the final log-alphas)",
             "circuit_edges": n_in,
-            "circuit_edge_fraction": n_in / len(edges),
-            "cutoffs": _cutoff_rules(edge_keys, edge_order),
+            "circuit_edge_fraction": n_in / len(eap),
+            "cutoffs": _cutoff_rules(edge_keys, edge_order, rules),
             **bos_fields(circuit),
         },
     }
     return folder, doc
+
+
+def _edge_keys(
+    circuit: Circuit,
+    edges: EdgeCircuit,
+    eap: list[tuple[str, str, str]],
+    parallel: bool,
+    kept: dict[str, bool],
+) -> tuple[np.ndarray, np.ndarray, dict[str, bool]]:
+    """(edge-circuit membership, edge-gate key, nodes in the graph) over the EAP-IG edges."""
+    from .edges.export import eap_edge_gates, touched_nodes
+
+    if parallel:
+        raise NodepruneError(
+            "the edge phase supports no parallel attention/MLP family, so its gates cannot "
+            "rank this model's edges; export the node circuit without its edge circuit"
+        )
+    if not _same_circuit(edges.node, circuit):
+        raise NodepruneError(
+            "the edge circuit refines another node circuit than this one; rerun "
+            "`nodeprune edges RUN` for this circuit"
+        )
+    gates = eap_edge_gates(edges)
+    names = [f"{p}->{c}{s}" for p, c, s in eap]
+    member = np.array([n in gates and gates[n][0] for n in names], dtype=float)
+    gate = np.array([1 / (1 + np.exp(-gates[n][1])) if n in gates else 0.0 for n in names])
+    touched = touched_nodes([n for n in names if n in gates and gates[n][0]])
+    return member, gate, {n: kept[n] and n in touched for n in kept}
+
+
+def _same_circuit(a: Circuit, b: Circuit) -> bool:
+    ea, eb = a.effective_masks(), b.effective_masks()
+    return (
+        a.dims == b.dims and ea.keys() == eb.keys() and all(torch.equal(ea[g], eb[g]) for g in ea)
+    )
+
+
+def edge_circuit_for(circuit: Circuit, folder: str | Path) -> tuple[EdgeCircuit | None, str]:
+    """The edge circuit ``nodeprune edges`` wrote for ``circuit`` in its run ``folder``,
+    if there is one for this circuit; with why not otherwise."""
+    from .run_files import EDGE_CIRCUIT_FILE, EDGES_DIR
+
+    path = Path(folder) / EDGES_DIR / EDGE_CIRCUIT_FILE
+    if not path.is_file():
+        return None, "none (no edges/edge_circuit.json in the run folder)"
+    edges = EdgeCircuit.load(path)
+    if not _same_circuit(edges.node, circuit):
+        return None, f"not used: {path} refines another node circuit (rerun nodeprune edges)"
+    return edges, f"the edge circuit in {path}"
 
 
 def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:
@@ -294,7 +368,8 @@ def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, 
 
 def order_decided_sizes(doc: dict[str, Any]) -> list[float]:
     """MIB's sizes (fractions of the edges) whose cutoff only EAP-IG's order decides."""
-    return [c["fraction"] for c in doc["metadata"]["cutoffs"] if c["decided_by"] == RULES[-1]]
+    last = RULES[-1]  # the last rule of EDGE_RULES too
+    return [c["fraction"] for c in doc["metadata"]["cutoffs"] if c["decided_by"] == last]
 
 
 def _coarse(log_alphas: dict[str, Tensor] | None) -> dict[str, Any] | None:

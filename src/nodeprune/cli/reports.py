@@ -36,12 +36,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..edges.circuit import is_edge_circuit_file
     from ..export import export_circuit, write_export
 
+    options = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
     if is_edge_circuit_file(path):
+        if args.format == "mib":  # its node circuit, ranked by its edge gates first
+            from ..edges.circuit import EdgeCircuit
+
+            edges = EdgeCircuit.load(path)
+            return _export_mib(args, edges.node, path.parent.parent, options, edges)
         return _export_edges(args, path)
     circuit = Circuit.load(path)
-    options = {"parallel_attn_mlp": args.parallel_attn_mlp, "neurons": args.neurons}
     if args.format == "mib":
-        return _export_mib(args, circuit, path, options)
+        return _export_mib(args, circuit, path.parent, options)
     if args.out:
         print(f"wrote {write_export(circuit, args.format, args.out, **options)}", file=sys.stderr)
     else:
@@ -58,8 +63,8 @@ def _export_edges(args: argparse.Namespace, path: Path) -> int:
 
     if args.format != "eap-ig":
         raise NodepruneError(
-            f"{path} is an edge circuit, which exports as --format eap-ig only so far "
-            "(export its node circuit, RUN/circuit.json, for the other formats)"
+            f"{path} is an edge circuit, which exports as --format eap-ig or mib only so "
+            "far (export its node circuit, RUN/circuit.json, for the other formats)"
         )
     graph = edge_eap_graph(EdgeCircuit.load(path))
     if args.out:
@@ -69,17 +74,25 @@ def _export_edges(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _export_mib(args: argparse.Namespace, circuit: Any, path: Path, options: dict) -> int:
+def _export_mib(
+    args: argparse.Namespace, circuit: Any, run: Path, options: dict, edges: Any = None
+) -> int:
+    """The MIB submission of ``circuit`` from its run folder ``run`` (final log-alphas
+    from its checkpoint; its edge circuit's gates, ``edges`` or the run's own)."""
     from ..errors import NodepruneError
     from ..export import BOS_KEY
-    from ..export_mib import final_log_alphas, order_decided_sizes, write_mib
+    from ..export_mib import edge_circuit_for, final_log_alphas, order_decided_sizes, write_mib
 
     if not args.out:
         raise NodepruneError(
             "--format mib writes a submission folder: pass --out FOLDER (it gets "
             "<task>_<model>/importances.json)"
         )
-    log_alphas, source = final_log_alphas(circuit, path.parent)
+    log_alphas, source = final_log_alphas(circuit, run)
+    if edges is None:
+        edges, edge_source = edge_circuit_for(circuit, run)
+    else:
+        edge_source = "the edge circuit given"
     written, doc = write_mib(
         circuit,
         args.out,
@@ -87,8 +100,9 @@ def _export_mib(args: argparse.Namespace, circuit: Any, path: Path, options: dic
         log_alphas=log_alphas,
         mib_task=args.mib_task,
         mib_model=args.mib_model,
+        edges=edges,
     )
-    print(f"wrote {written}\nneuron gates: {source}", file=sys.stderr)
+    print(f"wrote {written}\nneuron gates: {source}\nedge gates: {edge_source}", file=sys.stderr)
     by_order = order_decided_sizes(doc)
     if by_order:
         sizes = ", ".join(f"{100 * f:g}%" for f in by_order)

@@ -30,25 +30,45 @@ def _child_key(child: str, suffix: str, group_size: int) -> str:
     return child + suffix
 
 
-def edge_eap_graph(edges: EdgeCircuit) -> dict[str, Any]:
-    """The EAP-IG graph JSON of an edge circuit (sequential attention and MLP only: the
-    edge phase supports no parallel-block family)."""
-    node = edges.node
-    dims = node.dims
-    graph = eap_graph(node, parallel_attn_mlp=False)
+def eap_edge_gates(edges: EdgeCircuit) -> dict[str, tuple[bool, float]]:
+    """EAP-IG edge name (``parent->child<q>``) -> (kept, final log-alpha) of its edge
+    gate, for each EAP-IG edge that is a candidate edge (sequential attention and MLP
+    only: the edge phase supports no parallel-block family)."""
+    dims = edges.node.dims
     names = edges.graph().edge_names()
     gates = {
         (p, c): (bool(k), float(la))
         for (p, c), k, la in zip(names, edges.kept.tolist(), edges.log_alpha.tolist(), strict=True)
     }
     group_size = dims.n_heads // dims.n_kv_heads
-    touched = {"logits"}
+    out = {}
     for parent, child, suffix in eap_edges(dims.n_layers, dims.n_heads, parallel=False):
         gate = gates.get((parent, _child_key(child, suffix, group_size)))
+        if gate is not None:
+            out[f"{parent}->{child}{suffix}"] = gate
+    return out
+
+
+def touched_nodes(edge_names: list[str]) -> set[str]:
+    """The nodes at either end of these EAP-IG edges, and the logits."""
+    touched = {"logits"}
+    for name in edge_names:
+        parent, child = name.split("->")
+        touched.update((parent, child.split("<")[0]))
+    return touched
+
+
+def edge_eap_graph(edges: EdgeCircuit) -> dict[str, Any]:
+    """The EAP-IG graph JSON of an edge circuit (sequential attention and MLP only: the
+    edge phase supports no parallel-block family)."""
+    node = edges.node
+    graph = eap_graph(node, parallel_attn_mlp=False)
+    gates = eap_edge_gates(edges)
+    for name in graph["edges"]:
+        gate = gates.get(name)
         kept, score = (False, 0.0) if gate is None else (gate[0], _sigmoid(gate[1]))
-        graph["edges"][f"{parent}->{child}{suffix}"] = {"score": score, "in_graph": kept}
-        if kept:
-            touched.update((parent, child))
+        graph["edges"][name] = {"score": score, "in_graph": kept}
+    touched = touched_nodes([n for n, (kept, _) in gates.items() if kept])
     for name, entry in graph["nodes"].items():
         entry["in_graph"] = bool(entry["in_graph"]) and name in touched
     graph["metadata"]["scores"] = (
