@@ -84,7 +84,7 @@ def test_the_mib_submission_of_a_run_with_an_edge_circuit_ranks_by_its_edge_gate
     node_run, tmp_path, capsys
 ):
     from nodeprune.edges.export import eap_edge_gates, edge_eap_graph
-    from nodeprune.export_mib import EDGE_RULES, IMPORTANCE_FILE
+    from nodeprune.export_mib import EDGE_RULES, IMPORTANCE_FILE, order_decided_sizes
 
     edges = _edge_circuit(node_run)
     capsys.readouterr()
@@ -93,6 +93,9 @@ def test_the_mib_submission_of_a_run_with_an_edge_circuit_ranks_by_its_edge_gate
     assert "edge gates: the edge circuit in" in capsys.readouterr().err
     doc = json.loads((tmp_path / "ioi_interpbench" / IMPORTANCE_FILE).read_text())
     assert doc["metadata"]["ranking_rules"] == list(EDGE_RULES)
+    # On this run no cutoff is left to EAP-IG's order (without the edge circuit, the
+    # q/k/v edges of a head tie on everything the node gates learn).
+    assert order_decided_sizes(doc) == []
     # The circuit in the file is the edge circuit (as its own EAP-IG export has it), and
     # MIB's top-n at its size takes exactly it.
     own = edge_eap_graph(edges)
