@@ -224,3 +224,27 @@ def test_a_discovery_run_exports_with_its_checkpoint_and_bos_record(tiny_llama_d
     doc = json.loads((tmp_path / "sub" / "ioi_tiny" / "importances.json").read_text())
     assert doc["metadata"][BOS_KEY] is False
     assert doc["metadata"]["neuron_gates"] == "final log-alphas (checkpoint)"
+
+
+def test_edge_gates_leave_fewer_cutoffs_to_eap_igs_order(gpt2_run):
+    # Edge gates as a run leaves them (many at the clamp): they tell a head's q/k/v
+    # inputs apart where they differ; gates saturated alike still tie.
+    from nodeprune.edges.circuit import EdgeCircuit
+    from nodeprune.export_mib import EDGE_RULES, order_decided_sizes
+
+    circuit, la = gpt2_run
+    n = EdgeCircuit.implied(circuit).log_alpha.numel()
+    g = torch.Generator().manual_seed(1)
+    gates = torch.where(torch.rand(n, generator=g) < 0.5, 10.0, -10.0)
+    noisy = torch.rand(n, generator=g) < 0.3
+    gates = torch.where(noisy, 4 * torch.randn(n, generator=g), gates)
+    edges = EdgeCircuit(circuit, gates > 0, gates)
+    with_edges = mib_graph(circuit, log_alphas=la, edges=edges)[1]
+    without = mib_graph(circuit, log_alphas=la)[1]
+    assert with_edges["metadata"]["ranking_rules"] == list(EDGE_RULES)
+    assert len(order_decided_sizes(with_edges)) < len(order_decided_sizes(without))
+    rules = {c["decided_by"] for c in with_edges["metadata"]["cutoffs"]}
+    assert "edge gates" in rules
+    # The edge circuit is the circuit in the file.
+    inside = {k for k, e in with_edges["edges"].items() if e["in_graph"]}
+    assert len(inside) == with_edges["metadata"]["circuit_edges"] > 0
