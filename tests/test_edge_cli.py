@@ -121,7 +121,7 @@ def test_the_mib_submission_of_a_run_with_an_edge_circuit_ranks_by_its_edge_gate
 
 def test_an_edge_circuit_of_another_node_circuit_is_not_used(node_run):
     from nodeprune.circuit import Circuit
-    from nodeprune.export_mib import edge_circuit_for
+    from nodeprune.edges.circuit import edge_circuit_for
 
     _edge_circuit(node_run)
     circuit = Circuit.load(node_run / CIRCUIT_FILE)

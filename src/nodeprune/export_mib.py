@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from .circuit import Circuit, make_consistent
-from .edges.circuit import EdgeCircuit
+from .edges.circuit import EdgeCircuit, refines
 from .errors import NodepruneError
 from .export_eap import (
     bos_fields,
@@ -324,7 +324,7 @@ def _edge_keys(
             "the edge phase supports no parallel attention/MLP family, so its gates cannot "
             "rank this model's edges; export the node circuit without its edge circuit"
         )
-    if not _same_circuit(edges.node, circuit):
+    if not refines(edges, circuit):
         raise NodepruneError(
             "the edge circuit refines another node circuit than this one; rerun "
             "`nodeprune edges RUN` for this circuit"
@@ -335,27 +335,6 @@ def _edge_keys(
     gate = np.array([1 / (1 + np.exp(-gates[n][1])) if n in gates else 0.0 for n in names])
     touched = touched_nodes([n for n in names if n in gates and gates[n][0]])
     return member, gate, {n: kept[n] and n in touched for n in kept}
-
-
-def _same_circuit(a: Circuit, b: Circuit) -> bool:
-    ea, eb = a.effective_masks(), b.effective_masks()
-    return (
-        a.dims == b.dims and ea.keys() == eb.keys() and all(torch.equal(ea[g], eb[g]) for g in ea)
-    )
-
-
-def edge_circuit_for(circuit: Circuit, folder: str | Path) -> tuple[EdgeCircuit | None, str]:
-    """The edge circuit ``nodeprune edges`` wrote for ``circuit`` in its run ``folder``,
-    if there is one for this circuit; with why not otherwise."""
-    from .run_files import EDGE_CIRCUIT_FILE, EDGES_DIR
-
-    path = Path(folder) / EDGES_DIR / EDGE_CIRCUIT_FILE
-    if not path.is_file():
-        return None, "none (no edges/edge_circuit.json in the run folder)"
-    edges = EdgeCircuit.load(path)
-    if not _same_circuit(edges.node, circuit):
-        return None, f"not used: {path} refines another node circuit (rerun nodeprune edges)"
-    return edges, f"the edge circuit in {path}"
 
 
 def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:

@@ -60,3 +60,23 @@ def tiny_runs(root: Path, tokenizer) -> list[Path]:
         write_baselines(folders[0], Circuit.load(folders[0] / "circuit.json"))
         _CACHE["runs"] = folders
     return _CACHE["runs"]
+
+
+def write_edge_circuit(folder: Path) -> None:
+    """RUN/edges/edge_circuit.json as ``nodeprune edges`` writes it, for the run's own
+    circuit: every candidate edge with a log-alpha spread over [-6, 6] (about half kept);
+    the metrics are made up, the report only has to show them."""
+    import torch
+
+    from nodeprune.edges.circuit import EdgeCircuit
+    from nodeprune.run_files import EDGE_CIRCUIT_FILE, EDGES_DIR
+
+    circuit = Circuit.load(folder / "circuit.json")
+    implied = EdgeCircuit.implied(circuit)
+    n = implied.kept.numel()
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    log_alpha = torch.linspace(-6.0, 6.0, n)[order]
+    metrics = {"normalized_faithfulness": 0.81, "kl": 0.42, "accuracy": 0.9}
+    EdgeCircuit(circuit, log_alpha > 0, log_alpha, metrics=metrics).save(
+        folder / EDGES_DIR / EDGE_CIRCUIT_FILE
+    )

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import torch
-from run_fixtures import tiny_runs
+from run_fixtures import tiny_runs, write_edge_circuit
 
 from nodeprune.architectures.base import ModelDims
 from nodeprune.circuit import Circuit, full_masks, make_consistent
@@ -119,3 +119,32 @@ def test_thirty_layer_figures_stay_readable(tmp_path):
         # Wide enough for 30 labelled columns (>= 40 px each), not wider than a page.
         assert 30 * 40 <= width <= 2000, (name, width)
         assert 200 <= height <= 1200, (name, height)
+
+
+def test_a_run_with_an_edge_circuit_shows_it_as_a_graph(runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    html = build_report(run).read_text()
+    assert "<h2>Edge circuit</h2>" not in html and not (run / "figures/edge_graph.png").exists()
+    write_edge_circuit(run)
+    html = build_report(run).read_text()
+    assert "<h2>Edge circuit</h2>" in html and "edges kept" in html
+    png = (run / "figures" / "edge_graph.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 5000
+    assert base64.b64encode(png).decode() in html
+    # An edge circuit of another node circuit (the run was rediscovered) is not shown.
+    circuit = Circuit.load(run / "circuit.json")
+    head = circuit.masks["attention_head"]
+    head.view(-1)[0] = ~head.view(-1)[0]
+    circuit.save(run / "circuit.json")
+    assert "<h2>Edge circuit</h2>" not in build_report(run).read_text()
+
+
+def test_a_thirty_layer_edge_graph_stays_readable(tmp_path):
+    _smollm2_like_circuit().save(tmp_path / "circuit.json")
+    write_edge_circuit(tmp_path)
+    build_report(tmp_path)
+    width, height = _png_size((tmp_path / "figures" / "edge_graph.png").read_bytes())
+    # A row per layer at >= 40 px, within a page's width.
+    assert 800 <= width <= 2000, width
+    assert 30 * 40 <= height <= 2200, height

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from run_fixtures import tiny_runs
+from run_fixtures import tiny_runs, write_edge_circuit
 
 from nodeprune.reports import build_report
 
@@ -57,6 +57,7 @@ def test_report_renders_with_visible_figures(tmp_path, tokenizer):
     run = tmp_path / "run"
     folders = tiny_runs(tmp_path / "tiny_runs", tokenizer)
     shutil.copytree(folders[0], run)
+    write_edge_circuit(run)  # the edge phase's graph is one of the figures
     page = build_report(run, [folders[1]])
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report_screenshot.png"
@@ -68,6 +69,7 @@ def test_report_renders_with_visible_figures(tmp_path, tokenizer):
     # The DOM Chromium built holds every figure as a decodable PNG data URI.
     dom = _chromium(page, tmp_path / "profile", "--dump-dom").stdout
     assert "<h2>Overview</h2>" in dom and "</html>" in dom
+    assert "<h2>Edge circuit</h2>" in dom
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', dom)
     assert len(images) == len(list((run / "figures").glob("*.png")))
     for data in images:

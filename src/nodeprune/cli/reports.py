@@ -79,9 +79,10 @@ def _export_mib(
 ) -> int:
     """The MIB submission of ``circuit`` from its run folder ``run`` (final log-alphas
     from its checkpoint; its edge circuit's gates, ``edges`` or the run's own)."""
+    from ..edges.circuit import edge_circuit_for
     from ..errors import NodepruneError
     from ..export import BOS_KEY
-    from ..export_mib import edge_circuit_for, final_log_alphas, order_decided_sizes, write_mib
+    from ..export_mib import final_log_alphas, order_decided_sizes, write_mib
 
     if not args.out:
         raise NodepruneError(

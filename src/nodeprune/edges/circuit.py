@@ -32,6 +32,30 @@ def is_edge_circuit_file(path: str | Path) -> bool:
     return isinstance(data, dict) and data.get("format") == EDGE_FORMAT
 
 
+def refines(edges: EdgeCircuit, circuit: Circuit) -> bool:
+    """Whether ``edges`` is an edge circuit of ``circuit`` (the same effective masks)."""
+    a, b = edges.node.effective_masks(), circuit.effective_masks()
+    return (
+        edges.node.dims == circuit.dims
+        and a.keys() == b.keys()
+        and all(torch.equal(a[g], b[g]) for g in a)
+    )
+
+
+def edge_circuit_for(circuit: Circuit, folder: str | Path) -> tuple[EdgeCircuit | None, str]:
+    """The edge circuit ``nodeprune edges`` wrote for ``circuit`` in its run ``folder``,
+    if there is one for this circuit; with why not otherwise."""
+    from ..run_files import EDGE_CIRCUIT_FILE, EDGES_DIR
+
+    path = Path(folder) / EDGES_DIR / EDGE_CIRCUIT_FILE
+    if not path.is_file():
+        return None, "none (no edges/edge_circuit.json in the run folder)"
+    edges = EdgeCircuit.load(path)
+    if not refines(edges, circuit):
+        return None, f"not used: {path} refines another node circuit (rerun nodeprune edges)"
+    return edges, f"the edge circuit in {path}"
+
+
 @dataclass
 class EdgeCircuit:
     node: Circuit

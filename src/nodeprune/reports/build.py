@@ -15,6 +15,7 @@ from ..run_files import FIGURES_DIR, REPORT_FILE, STABILITY_FILE
 from ..stability import load_runs, save_stability, stability
 from ..summary import METRIC_LABELS, UNDEFINED_FAITHFULNESS
 from . import figures_circuit as fc
+from . import figures_edges as fg
 from . import figures_eval as fe
 from .html import Section, cards, document, figure, fmt, key_value_table, note, table
 from .plotting import Plot
@@ -43,6 +44,10 @@ def build_report(run_dir: str | Path, other_runs: list[str | Path] | None = None
     sections = [
         Section("overview", "Overview", _overview(c)),
         Section("circuit", "Circuit", _circuit_figures(c, plots)),
+    ]
+    if run.edges is not None:
+        sections.append(Section("edges", "Edge circuit", _edges(run, plots)))
+    sections += [
         Section("curve", "Faithfulness curve", _curves(run, plots)),
         Section("compare", "Comparison with baselines", _compare(run)),
     ]
@@ -77,6 +82,7 @@ def _plots(run: RunData, gt_scores: dict[str, Any]) -> dict[str, Plot]:
         fc.attention_neurons(c),
         fc.mlp_neurons(c),
         fc.training_history(c.extra.get("history", [])),
+        fg.edge_graph(run.edges) if run.edges is not None else None,
         fe.faithfulness_curves(run.curves) if run.curves else None,
         fe.roc_figure(gt_scores) if gt_scores else None,
         fe.stability_figure(run.stability, c.dims.n_layers, c.dims.n_heads)
@@ -129,6 +135,28 @@ def _overview(c: Circuit) -> str:
 def _circuit_figures(c: Circuit, plots: dict[str, Plot]) -> str:
     names = ("kept_per_layer", "head_grid", "attention_neurons", "mlp_neurons")
     return "".join(figure(plots[n]) for n in names if n in plots)
+
+
+def _edges(run: RunData, plots: dict[str, Plot]) -> str:
+    """The edge phase's circuit against the node circuit it refines (its implied edges:
+    every candidate kept)."""
+    edges, c = run.edges, run.circuit
+    m, n = edges.metrics, c.metrics
+    rows = [
+        ["edges kept", edges.n_kept, edges.kept.numel()],
+        *[
+            [METRIC_LABELS[k], m.get(k), n.get(k)]
+            for k in ("normalized_faithfulness", "kl", "accuracy")
+            if k in METRIC_LABELS
+        ],
+    ]
+    parts = [
+        table(["", "edge circuit", "node circuit (all candidate edges)"], rows),
+        note(f"From {run.edges_note}; metrics on the same held-out test prompts."),
+    ]
+    if "edge_graph" in plots:
+        parts.append(figure(plots["edge_graph"]))
+    return "".join(parts)
 
 
 def _curves(run: RunData, plots: dict[str, Plot]) -> str:

@@ -1,5 +1,6 @@
-"""What a run folder holds: circuit.json, and optionally compare.json, curves.json and
-stability.json, each checked so a malformed file gets a one-line error."""
+"""What a run folder holds: circuit.json, and optionally compare.json, curves.json,
+stability.json and the edge phase's edges/edge_circuit.json, each checked so a malformed
+file gets a one-line error."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ class RunData:
     compare: list[dict[str, Any]] | None = None
     curves: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
+    #: The edge circuit ``nodeprune edges`` wrote for this circuit, if any.
+    edges: Any = None
+    #: Why there is none, or which it is.
+    edges_note: str = ""
 
 
 def _read_json(path: Path) -> Any:
@@ -101,4 +106,7 @@ def load_run(folder: str | Path) -> RunData:
         file = path / name
         if file.is_file():
             setattr(run, attr, check(_read_json(file), str(file)))
+    from ..edges.circuit import edge_circuit_for
+
+    run.edges, run.edges_note = edge_circuit_for(run.circuit, path)
     return run
