@@ -130,3 +130,35 @@ def test_an_edge_circuit_of_another_node_circuit_is_not_used(node_run):
     head.view(-1)[0] = ~head.view(-1)[0]  # another circuit: one head in or out
     edges, why = edge_circuit_for(circuit, node_run)
     assert edges is None and "another node circuit" in why
+
+
+def test_edges_curve_scores_the_top_edges_at_mibs_sizes(node_run, capsys):
+    from nodeprune.edges.curve import top_k
+    from nodeprune.edges.graph import EdgeGraph
+    from nodeprune.metrics.cmd import cmd
+    from nodeprune.metrics.cpr import cpr
+    from nodeprune.run_files import EDGE_CURVE_FILE
+
+    argv = ["edges", str(node_run), "--steps", "3", "--quiet", "--overwrite", "--curve"]
+    assert main([*argv, "--batch-size", "8"]) == 0
+    assert "edge curve: CPR" in capsys.readouterr().out
+    curve = json.loads((node_run / EDGES_DIR / EDGE_CURVE_FILE).read_text())
+    result = EdgeCircuit.load(node_run / EDGES_DIR / EDGE_CIRCUIT_FILE)
+    n_model = EdgeGraph.full(result.node.dims).n_edges
+    assert curve["model_edges"] == n_model and curve["candidate_edges"] == len(result.kept)
+    points = curve["points"]
+    edges = [p["edges"] for p in points]
+    assert edges == sorted(set(edges)) and edges[-1] == len(result.kept)
+    assert all(p["fraction_of_model_edges"] == p["edges"] / n_model for p in points)
+    # The last point keeps every candidate edge: the node circuit's implied edges, which
+    # score as the node circuit does (on the same test prompts).
+    assert points[-1]["kl"] == pytest.approx(result.node.metrics["kl"], rel=1e-4, abs=1e-6)
+    finite = [p for p in points if p["normalized_faithfulness"] == p["normalized_faithfulness"]]
+    xs = [p["fraction_of_model_edges"] for p in finite]
+    ys = [p["normalized_faithfulness"] for p in finite]
+    assert curve["area"]["cpr"] == pytest.approx(cpr(xs, ys))
+    assert curve["area"]["cmd"] == pytest.approx(cmd(xs, ys))
+    # Top-k sets are nested: each size keeps the most open edges.
+    a, b = top_k(result.log_alpha, 3), top_k(result.log_alpha, 7)
+    assert int(a.sum()) == 3 and bool((b | a).eq(b).all())
+    assert result.log_alpha[a].min() >= result.log_alpha[~a].max()

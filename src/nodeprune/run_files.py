@@ -10,7 +10,7 @@ A ``discover`` run folder (runs.py, checkpoint_io.py, runlock.py):
   run keeps the run it replaces.
 
 ``nodeprune edges RUN`` works in ``RUN/edges/``: ``edge_circuit.json`` (the edge circuit),
-its checkpoint files and its lock.
+``edge_curve.json`` (with ``--curve``), its checkpoint files and its lock.
 
 A ``compare`` folder: ``compare.json``, ``curves.json``, ``claim.json``, ``compare.txt``
 and ``circuits/METHOD.json``. ``report`` adds ``report.html`` and ``figures/``;
@@ -35,6 +35,8 @@ MOVING_BACK_DIR = ".nodeprune-restoring"
 
 EDGES_DIR = "edges"
 EDGE_CIRCUIT_FILE = "edge_circuit.json"
+#: ``nodeprune edges RUN --curve``: the edge-level faithfulness curve, CPR and CMD.
+EDGE_CURVE_FILE = "edge_curve.json"
 
 COMPARE_FILE = "compare.json"
 CURVES_FILE = "curves.json"

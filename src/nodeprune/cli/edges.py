@@ -33,11 +33,12 @@ def cmd_edges(args: argparse.Namespace) -> int:
     from ..checkpoint_io import checkpoint_files, has_checkpoint, read_meta
     from ..circuit import Circuit
     from ..edges.config import EdgeConfig
+    from ..edges.curve import edge_curve
     from ..edges.export import edge_eap_graph
     from ..edges.training import EdgeDiscovery, edge_workbench
     from ..fsutil import write_json
     from ..models import load_model
-    from ..run_files import CIRCUIT_FILE, EDGE_CIRCUIT_FILE, EDGES_DIR
+    from ..run_files import CIRCUIT_FILE, EDGE_CIRCUIT_FILE, EDGE_CURVE_FILE, EDGES_DIR
     from ..runlock import FolderLock
 
     run = Path(args.run)
@@ -84,11 +85,15 @@ def cmd_edges(args: argparse.Namespace) -> int:
             except RunInterrupted as exc:
                 print(f"nodeprune: {exc}", file=sys.stderr)
                 return 130
-        result.save(result_file)
-        for path in checkpoint_files(out):  # the result replaces the run state
-            path.unlink(missing_ok=True)
+            result.save(result_file)
+            for path in checkpoint_files(out):  # the result replaces the run state
+                path.unlink(missing_ok=True)
+            # Scored with the phase's hooks still on (one evaluation per size).
+            curve = edge_curve(phase) if args.curve else None
         if args.eap:
             write_json(args.eap, edge_eap_graph(result))
+        if curve is not None:
+            write_json(out / EDGE_CURVE_FILE, curve)
     m = result.metrics
     print(
         f"edges kept {result.n_kept} of {len(result.kept)} candidates; faithfulness "
@@ -96,6 +101,13 @@ def cmd_edges(args: argparse.Namespace) -> int:
         f"{node.metrics.get('normalized_faithfulness', float('nan')):.3f}), KL {m['kl']:.3f}"
         f"; wrote {result_file}"
     )
+    if curve is not None:
+        area = curve["area"]
+        print(
+            f"edge curve: CPR {area['cpr']:.3f}, CMD {area['cmd']:.3f} over "
+            f"{area['points']} sizes up to the node circuit's {len(result.kept)} candidate "
+            f"edges of the model's {curve['model_edges']}; wrote {out / EDGE_CURVE_FILE}"
+        )
     return 0
 
 
@@ -116,6 +128,12 @@ def add_edges_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue RUN/edges/'s checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start the edge run over")
     p.add_argument("--eap", metavar="FILE", help="also write the EAP-IG graph JSON here")
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="also score the top-k edges at MIB's sizes: edge-level curve, CPR and CMD "
+        "(RUN/edges/edge_curve.json; one test-split evaluation per size)",
+    )
     p.add_argument("--device", help="override the node run's device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_edges)
