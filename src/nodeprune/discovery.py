@@ -33,9 +33,8 @@ from .checkpoint import (
 from .circuit import Circuit, full_masks, make_consistent
 from .closing import ClosedOnExit
 from .config import AUTOCAST_DTYPES, DiscoveryConfig, config_with
+from .discovery_result import read_circuit
 from .errors import NodepruneError
-from .evaluation import evaluate_gates
-from .export_eap import BOS_KEY, prompts_start_with_bos
 from .gates import GateSet
 from .granularity import GRANULARITIES, granularities_for_model
 from .health import NumericalError, check_step
@@ -364,65 +363,8 @@ class Discovery(ClosedOnExit):
         return self.masks_at(self.selection.threshold)
 
     def circuit(self) -> Circuit:
-        cfg = self.config
-        c = Circuit(
-            # The model actually used (a library caller's config may name another).
-            model=self.loaded.name,
-            task=self.task.name,
-            ablation=cfg.ablation,
-            seed=cfg.seed,
-            dims=self.loaded.dims,
-            masks=self.final_masks(),
-            enabled=list(self.gates.enabled),
-            config=cfg.to_dict(),
-            model_revision=self.loaded.revision,
-        )
-        c.metrics = evaluate_gates(
-            self.gated,
-            self.ablator,
-            self.task,
-            self.data.test,
-            c.gate_values(self.gates.log_alpha),
-            cfg.eval_batch_size,
-        )
-        with torch.no_grad():
-            # Continuous scores (final log-alpha) of the coarse nodes, for ROC curves
-            # against reference circuits; neuron-level scores are too many to store.
-            scores = {
-                g: la.cpu().tolist()
-                for g, la in self.gates.log_alphas().items()
-                if GRANULARITIES[g].scored
-            }
-        first_tokens = torch.cat([self.data.train.clean_ids[:, 0], self.data.test.clean_ids[:, 0]])
-        c.extra = {
-            "data": self.data.counts,
-            # EAP-IG and MIB prepend a BOS token; exports say whether these prompts had one.
-            BOS_KEY: prompts_start_with_bos(first_tokens.tolist(), self.loaded.tokenizer),
-            "scores": scores,
-            **({"target": self.target_report()} if self.target is not None else {}),
-            "history": [
-                {"step": h.step, "loss": h.loss, "kl": h.kl, "kept": h.kept}
-                for h in self.history[:: max(1, len(self.history) // 100)]
-            ],
-            **(
-                {
-                    "target_history": [
-                        {"step": h.step, "weight": h.target_weight, "validation": h.validation}
-                        for h in self.history
-                        if h.validation is not None
-                    ]
-                }
-                if self.target is not None
-                else {}
-            ),
-        }
-        sha = task_file_sha256(self.task)
-        if sha is not None:
-            # Every circuit of a task file (library and sweeps too, not only `discover`)
-            # carries its content's checksum, so `evaluate` can refuse an edited file.
-            c.extra[TASK_CHECKSUM] = sha
-        c.timings = {"train_seconds": round(self.train_seconds, 2)}
-        return c
+        """The binarised circuit, scored on the test prompts (discovery_result.py)."""
+        return read_circuit(self)
 
     def target_report(self) -> dict[str, object]:
         """What was asked, the threshold chosen and what it gave on validation."""
