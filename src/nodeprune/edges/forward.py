@@ -53,6 +53,11 @@ class EdgeModel:
         self.graph = graph
         self.model = gated.model
         self.layout: EdgeLayout = edge_layout(self.model)
+        if graph.parallel != self.layout.parallel:
+            raise NodepruneError(
+                f"this edge graph was built for {'parallel' if graph.parallel else 'sequential'} "
+                "blocks and the model's are not; build it with parallel=edge_layout(model).parallel"
+            )
         dims = gated.dims
         self.head_dim = dims.head_dim
         self._first = {}  # (kind, layer) -> first upstream index of its block
@@ -85,8 +90,12 @@ class EdgeModel:
                 hooks.append(proj.register_forward_hook(self._qkv_hook(layer, attn_norm, names)))
             out_proj = adapter.attn_out_proj(block)
             hooks.append(out_proj.register_forward_pre_hook(self._heads_hook(layer, out_proj)))
-            mlp_norm = block_module(block, lay.mlp_norm)
-            hooks.append(mlp_norm.register_forward_pre_hook(self._read_hook("mlp", layer)))
+            if lay.shared_norm:  # the norm's output is the attention's: recompute at the MLP
+                mlp_in = block_module(block, lay.mlp_input)
+                hooks.append(mlp_in.register_forward_pre_hook(self._renorm_hook(layer, attn_norm)))
+            else:
+                mlp_norm = block_module(block, lay.mlp_norm)
+                hooks.append(mlp_norm.register_forward_pre_hook(self._read_hook("mlp", layer)))
             hooks.append(adapter.mlp(block).register_forward_hook(self._mlp_hook(layer)))
         final = block_module(model, lay.final_norm)
         n_layers = self.gated.dims.n_layers
@@ -179,6 +188,24 @@ class EdgeModel:
 
         return hook
 
+    def _renorm_hook(self, layer: int, norm):
+        """The MLP's input under a norm it shares with the attention: the norm of the
+        layer's input residual stream minus the MLP's corrections."""
+
+        def hook(module, args):
+            state = self._state
+            group = self.graph.group("mlp", layer)
+            if state is None or group is None:
+                return None
+            residual = state.residual[layer]
+            correction = self._correction(group, residual.device)
+            if correction is None:
+                return None
+            normed = norm.forward(residual - correction[0].to(residual.dtype))
+            return (normed.to(args[0].dtype), *args[1:])
+
+        return hook
+
     def _qkv_hook(self, layer: int, norm, names: tuple[str, ...]):
         def hook(module, args, output):
             state = self._state
@@ -198,9 +225,12 @@ class EdgeModel:
             hd = self.head_dim
             w_units = weight.view(-1, hd, weight.shape[1])  # per head of the output
             b_units = None if bias is None else bias.view(-1, hd)
-            width = output.shape[-1] // len(names)  # each part's output width (fused)
+            dims = self.gated.dims
             units = [
-                names.index(group.rows[i].part) * (width // hd) + group.rows[i].index for i in rows
+                self.layout.fused_unit(r.part, r.index, dims.n_heads, dims.n_kv_heads)
+                if len(names) > 1
+                else r.index
+                for r in (group.rows[i] for i in rows)
             ]
             unit_idx = torch.tensor(units, device=residual.device)
             w = w_units.index_select(0, unit_idx)
