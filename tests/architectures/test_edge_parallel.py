@@ -1,0 +1,97 @@
+"""The edge phase end to end on parallel attention+MLP blocks (GPT-NeoX, and Phi, whose
+one norm feeds both branches): a layer's MLP has no candidate edge from its own heads,
+the implied edges give the node circuit's metrics, training prunes edges, and the edge
+circuit file and its EAP-IG graph keep the parallel graph."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_discovery_config
+from tiny_models import ROWS
+
+from nodeprune import Discovery
+from nodeprune.circuit import make_consistent
+from nodeprune.edges.circuit import EdgeCircuit
+from nodeprune.edges.config import EdgeConfig
+from nodeprune.edges.export import _child_key, edge_eap_graph
+from nodeprune.edges.training import EdgeDiscovery, edge_workbench
+from nodeprune.errors import NodepruneError
+from nodeprune.evaluation import evaluate_circuit
+from nodeprune.models import wrap_model
+
+
+@pytest.fixture(scope="module", params=["gpt_neox", "phi"])
+def parallel_run(request, tokenizer):
+    """A tiny parallel-block model with large weights (so that edges matter to the KL)
+    and a node circuit on it with one head pruned by hand."""
+    row = next(r for r in ROWS if r.id == request.param)
+    config = row.make()
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    loaded = wrap_model(row.model_class(config), tokenizer, f"tiny-{row.id}")
+    cfg = tiny_discovery_config(steps=4, n_train=16, n_val=8, n_test=12, lr=0.1)
+    circuit = Discovery(loaded, cfg).run(progress=False)
+    masks = dict(circuit.masks)
+    masks["attention_head"] = masks["attention_head"].clone()
+    masks["attention_head"][1, 2] = False
+    circuit.masks = make_consistent(masks, circuit.enabled)
+    return loaded, circuit
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-5
+
+
+def test_an_mlp_reads_no_head_of_its_layer_and_implied_edges_are_the_node_circuit(
+    parallel_run,
+):
+    loaded, circuit = parallel_run
+    expected = evaluate_circuit(loaded, circuit)
+    with edge_workbench(loaded, circuit) as bench:
+        with EdgeDiscovery(bench, circuit, EdgeConfig(steps=1)) as run:
+            assert run.graph.parallel
+            names = run.graph.edge_names()
+            assert not [p for p, c in names if c.startswith("m") and p.startswith(f"a{c[1:]}.")]
+            assert ("a0.h0", "m1") in names
+            implied = EdgeCircuit.implied(circuit, parallel=True)
+            got = run.evaluate(implied.kept)
+            assert all(_same(got[k], expected[k]) for k in expected), (got, expected)
+            closed = run.evaluate(torch.zeros_like(implied.kept))
+            assert not _same(closed["kl"], expected["kl"])
+
+
+def test_training_prunes_edges_and_files_keep_the_parallel_graph(parallel_run, tmp_path):
+    loaded, circuit = parallel_run
+    with edge_workbench(loaded, circuit) as bench:
+        cfg = EdgeConfig(steps=30, lam=0.5, lr=0.3, sparsity_warmup=0.0, batch_size=8)
+        with EdgeDiscovery(bench, circuit, cfg) as run:
+            result = run.run(progress=False)
+    assert result.parallel
+    assert all(math.isfinite(h.loss) for h in run.history)
+    assert 0 < result.n_kept < len(result.kept)
+
+    path = result.save(tmp_path / "edge_circuit.json")
+    loaded_back = EdgeCircuit.load(path)
+    assert loaded_back.parallel and torch.equal(loaded_back.kept, result.kept)
+    assert loaded_back.kept_edges() == result.kept_edges()
+    data = result.to_json()
+    data["parallel_attn_mlp"] = False  # the sequential graph has other candidates
+    with pytest.raises(NodepruneError, match="expected|is not"):
+        EdgeCircuit.from_json(data)
+    data["parallel_attn_mlp"] = "yes"
+    with pytest.raises(NodepruneError, match="parallel_attn_mlp must be true or false"):
+        EdgeCircuit.from_json(data)
+
+    graph = edge_eap_graph(result)
+    assert graph["cfg"]["parallel_attn_mlp"] is True
+    in_graph = {n for n, e in graph["edges"].items() if e["in_graph"]}
+    assert len(in_graph) == result.n_kept  # no grouped KV heads in these rows
+    as_graph_names = set()
+    for name in in_graph:
+        parent, child = name.split("->")
+        head, _, suffix = child.partition("<")
+        as_graph_names.add((parent, _child_key(head, f"<{suffix}" if suffix else "", 1)))
+    assert as_graph_names == set(result.kept_edges())
