@@ -55,13 +55,21 @@ def _open(graph: EdgeGraph) -> dict[str, torch.Tensor]:
 
 
 def _node_masks(dims, seed: int = 1) -> dict[str, torch.Tensor]:
-    """A node circuit: some heads, an MLP and some MLP neurons pruned."""
+    """A node circuit: some heads and some MLP neurons pruned (in a mixture of experts,
+    a routed expert and some of the others' neurons)."""
     g = torch.Generator().manual_seed(seed)
     heads = (torch.rand(dims.n_layers, dims.n_heads, generator=g) > 0.4).float()
     heads[0, 0] = heads[1, 1] = 1.0
-    mlps = torch.ones(dims.n_layers)
-    neurons = (torch.rand(dims.n_layers, dims.d_mlp, generator=g) > 0.3).float()
-    return {"attention_head": heads, "mlp_block": mlps, "mlp_neuron": neurons}
+    masks = {"attention_head": heads, "mlp_block": torch.ones(dims.n_layers)}
+    if dims.d_mlp:
+        masks["mlp_neuron"] = (torch.rand(dims.n_layers, dims.d_mlp, generator=g) > 0.3).float()
+    if dims.n_experts:
+        experts = torch.ones(dims.n_layers, dims.n_experts)
+        experts[0, 1] = 0.0
+        masks["expert"] = experts
+        shape = (dims.n_layers, dims.n_experts, dims.d_expert)
+        masks["expert_neuron"] = (torch.rand(*shape, generator=g) > 0.3).float()
+    return masks
 
 
 @pytest.mark.parametrize("row", SUPPORTED, ids=lambda r: r.id)

@@ -157,6 +157,11 @@ EDGE_LAYOUTS: dict[str, Callable[[object], EdgeLayout]] = {
     "qwen2": _fixed(_LLAMA),
     "qwen3": _fixed(_LLAMA),
     "phi3": _fixed(_PHI3),
+    # Mixtures of experts: the MLP block (router and experts) reads one normed input.
+    "mixtral": _fixed(_LLAMA),
+    "qwen2_moe": _fixed(_LLAMA),
+    "qwen3_moe": _fixed(_LLAMA),
+    "olmoe": _fixed(_LLAMA),
     "gpt2": _fixed(_GPT2),
     "gpt_neox": _gpt_neox,
     "gptj": _fixed(_GPTJ),
