@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from tiny_models import ROWS, build
+import transformers as tf
+from tiny_models import ROWS, _llama_like, build
 
 from nodeprune.ablations import ABLATIONS, Ablated
 from nodeprune.edges import EDGE_LAYOUTS, EdgeGraph, EdgeModel, edge_layout
@@ -102,6 +103,10 @@ def _module(model, path: str, layer: int | None = None):
     return model.get_submodule(path.format(i=layer) if layer is not None else path)
 
 
+def _no_norm(x):
+    return x
+
+
 def _blocks(part: str, index: int, dims) -> int:
     """Query heads, then key heads, then value heads (GPT-2's c_attn, Phi-3's qkv_proj,
     Falcon's multi-query query_key_value): the column where a head's slice starts."""
@@ -124,8 +129,10 @@ def _kv_groups(part: str, index: int, dims) -> int:
 @dataclass(frozen=True)
 class _Paths:
     """A family's modules as its modeling file has them ({i}: the layer). ``mlp_norm``
-    None: the attention's norm also feeds the MLP (``mlp`` is then patched at its input).
-    ``proj``: the q/k/v projection ({p}: q, k or v), or the fused one with ``column``."""
+    None: the attention's norm also feeds the MLP (``mlp`` is then patched at its input);
+    an empty norm: the block reads the residual stream itself. ``proj``: the q/k/v
+    projection ({p}: q, k or v), or the fused one with ``column``. ``post_norm``: the
+    norm on the attention's output, through which a head writes to the residual stream."""
 
     block: str
     attn_norm: str
@@ -134,6 +141,7 @@ class _Paths:
     proj: str
     column: Callable | None = None
     parallel: bool = False
+    post_norm: str = ""
 
 
 _LLAMA_PATHS = _Paths(
@@ -144,8 +152,32 @@ _LLAMA_PATHS = _Paths(
     "self_attn.{p}_proj",
 )
 _FALCON = ("transformer.h.{i}", "transformer.ln_f", "self_attention.query_key_value")
+_GEMMA2_PATHS = _Paths(
+    "model.layers.{i}",
+    "input_layernorm",
+    "pre_feedforward_layernorm",
+    "model.norm",
+    "self_attn.{p}_proj",
+    post_norm="post_attention_layernorm",
+)
+_OLMO2_PATHS = _Paths(
+    "model.layers.{i}",
+    "",
+    "",
+    "model.norm",
+    "self_attn.{p}_proj",
+    post_norm="post_attention_layernorm",
+)
 #: By row id; every other supported row has Llama's modules.
 _HAND_PATHS = {
+    "gemma2": _GEMMA2_PATHS,
+    "gemma3_text": _GEMMA2_PATHS,
+    "glm4": _Paths(
+        "model.layers.{i}", "input_layernorm", "post_attention_layernorm", "model.norm",
+        "self_attn.{p}_proj", post_norm="post_self_attn_layernorm",
+    ),
+    "olmo2": _OLMO2_PATHS,
+    "olmo3": _OLMO2_PATHS,
     "gpt2": _Paths(
         "transformer.h.{i}", "ln_1", "ln_2", "transformer.ln_f", "attn.c_attn", _blocks
     ),
@@ -197,7 +229,7 @@ class _HandPatch:
 
             return mod.register_forward_hook(hook), store
         if upstream.kind == "mlp":
-            mod = _module(self.model, self.row.mlp, upstream.layer)
+            mod = _module(self.model, self.row.mlp_output, upstream.layer)
 
             def hook(m, a, out):
                 store["out"] = out.clone()  # Falcon adds the attention to it in place
@@ -205,6 +237,19 @@ class _HandPatch:
             return mod.register_forward_hook(hook), store
         mod = _module(self.model, self.row.attn_z, upstream.layer)
         hd, h = self.dims.head_dim, upstream.head
+        if self.paths.post_norm:
+            # The head writes post_norm(o_proj(z)) with the other heads: record its z
+            # slice; delta() is the attention output minus that with the slice patched.
+            post = _module(self.model, f"{self.paths.block}.{self.paths.post_norm}", upstream.layer)
+
+            def record(m, args):
+                store["out"] = args[0][..., h * hd : (h + 1) * hd]
+                if "patched" in store:
+                    z = args[0].clone()
+                    z[..., h * hd : (h + 1) * hd] = store["patched"]
+                    store["delta"] = post.forward(m.forward(args[0])) - post.forward(m.forward(z))
+
+            return mod.register_forward_pre_hook(record), store
 
         def pre(m, args):
             z = args[0][..., h * hd : (h + 1) * hd]
@@ -227,30 +272,37 @@ class _HandPatch:
         handles = [handle]
         patch = {}
         paths = self.paths
+        store["patched"] = corrupted_out
 
         def delta():
-            return store["out"] - corrupted_out
+            return store["delta"] if "delta" in store else store["out"] - corrupted_out
 
         def block(name: str) -> str:
             return f"{paths.block}.{name}"
 
-        if group.kind != "logits":
+        if group.kind != "logits" and paths.attn_norm:
             attn_norm = _module(self.model, block(paths.attn_norm), group.layer)
+            normalize = attn_norm.forward
+        elif group.kind != "logits":  # the attention reads the residual stream itself
+            attn_norm = _module(self.model, block("self_attn"), group.layer)
+            normalize = _no_norm
         if group.kind == "logits":
             norm = _module(self.model, paths.final)
             handles.append(norm.register_forward_pre_hook(lambda m, a: (a[0] - delta(), *a[1:])))
         elif group.kind == "mlp" and paths.mlp_norm is not None:
-            norm = _module(self.model, block(paths.mlp_norm), group.layer)
+            norm = _module(self.model, block(paths.mlp_norm or "mlp"), group.layer)
             handles.append(norm.register_forward_pre_hook(lambda m, a: (a[0] - delta(), *a[1:])))
         else:
-            handles.append(
-                attn_norm.register_forward_pre_hook(lambda m, a: patch.__setitem__("r", a[0]))
-            )
+
+            def capture(m, args, kwargs):
+                patch["r"] = args[0] if args else kwargs["hidden_states"]
+
+            handles.append(attn_norm.register_forward_pre_hook(capture, with_kwargs=True))
         if group.kind == "mlp" and paths.mlp_norm is None:
             mlp = _module(self.model, block("mlp"), group.layer)
             handles.append(
                 mlp.register_forward_pre_hook(
-                    lambda m, a: (attn_norm.forward(patch["r"] - delta()), *a[1:])
+                    lambda m, a: (normalize(patch["r"] - delta()), *a[1:])
                 )
             )
         elif group.kind == "attn":
@@ -263,7 +315,7 @@ class _HandPatch:
                 start = row.index * hd
 
             def proj_hook(m, a, out):
-                patched = m.forward(attn_norm.forward(patch["r"] - delta()))
+                patched = m.forward(normalize(patch["r"] - delta()))
                 out = out.clone()
                 out[..., start : start + hd] = patched[..., start : start + hd]
                 return out
@@ -318,11 +370,16 @@ def test_closing_one_edge_is_path_patching_it(row, tokenizer):
             assert not torch.allclose(got, plain, atol=1e-4), f"{up}->{kind} changed nothing"
 
 
-def test_unsupported_family_is_refused(tokenizer):
-    row = next(r for r in ROWS if r.model_type not in EDGE_LAYOUTS)
+def test_every_row_is_supported_and_a_detected_family_is_refused(tokenizer):
+    """Every verified family has an edge layout; a family nodeprune only detects by its
+    module pattern (Arcee, Llama's) has no conformance row here, so it is refused."""
+    assert {r.model_type for r in ROWS} <= set(EDGE_LAYOUTS)
+    row = _llama_like("arcee", tf.ArceeConfig, tf.ArceeForCausalLM)
     gated = GatedModel(build(row, tokenizer))
-    with pytest.raises(NodepruneError, match=f"does not support model type '{row.model_type}'"):
+    with pytest.raises(NodepruneError, match="does not support model type 'arcee'") as err:
         EdgeModel(gated, EdgeGraph.full(gated.dims))
+    message = str(err.value)
+    assert "\n" not in message and all(t in message for t in EDGE_LAYOUTS)
 
 
 @pytest.mark.parametrize("row", SUPPORTED, ids=lambda r: r.id)
@@ -351,7 +408,7 @@ def test_a_graph_for_other_blocks_is_refused(tokenizer):
 
 
 @pytest.mark.parametrize("kind", ["mean", "zero"])
-@pytest.mark.parametrize("row_id", ["gpt2", "llama", "gpt_neox", "phi"])
+@pytest.mark.parametrize("row_id", ["gpt2", "llama", "gpt_neox", "phi", "gemma2", "olmo2"])
 def test_closing_one_edge_under_mean_and_zero_ablation(row_id, kind, tokenizer):
     row = next(r for r in SUPPORTED if r.id == row_id)
     loaded = build(row, tokenizer)

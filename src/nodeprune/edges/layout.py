@@ -4,8 +4,17 @@ Besides the node sites (architectures/), the edge phase needs the modules throug
 a downstream node reads the residual stream: the norm in front of the attention (whose
 input is the residual stream at the layer), the query/key/value projections (whose
 output it recomputes per head from per-head inputs), the norm in front of the MLP and
-the final norm in front of the logits. Only pre-norm blocks whose attention reads the
-residual stream through those modules qualify; other families are refused.
+the final norm in front of the logits. Families without a conformance row (those
+nodeprune only detects by their module pattern) are refused.
+
+Norms on a block's outputs (Gemma 2/3, GLM-4, OLMo 2/3): the MLP's is its output node
+already (the adapter's MLP output site); the attention's (``attn_post_norm``) makes what
+the heads add to the residual stream one norm over all of them, which forward.py
+recomputes per downstream input. OLMo 2/3 have no norm in front of the attention or the
+MLP: the projections and the MLP read the residual stream itself.
+
+Mixtures of experts (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE) keep Llama's layout: the MLP
+block, router and experts together, reads one normed input and is one node upstream.
 
 Parallel blocks (GPT-NeoX, GPT-J, Phi-1/2, Falcon): a layer's attention and MLP both read
 the layer's input, so its MLP reads none of its own heads (``parallel``). GPT-J, Phi and
@@ -34,11 +43,15 @@ FUSED_ORDERS = ("blocks", "per_head", "kv_groups")
 
 @dataclass(frozen=True)
 class EdgeLayout:
-    """Module paths (from a block, or from the causal LM for ``final_norm``)."""
+    """Module paths (from a block, or from the causal LM for ``final_norm``). An empty
+    ``attn_norm``/``mlp_norm``: the block reads the residual stream without a norm
+    (OLMo 2/3); ``attn_post_norm``: the norm on the attention's output (Gemma 2/3, GLM-4,
+    OLMo 2/3)."""
 
     attn_norm: str
     mlp_norm: str
     final_norm: str
+    attn_post_norm: str = ""
     #: Separate q/k/v projections (``nn.Linear``), or one fused projection (``fused``,
     #: laid out as ``fused_order`` says).
     q_proj: str = ""
@@ -54,7 +67,7 @@ class EdgeLayout:
 
     @property
     def shared_norm(self) -> bool:
-        return self.mlp_norm == self.attn_norm
+        return bool(self.attn_norm) and self.mlp_norm == self.attn_norm
 
     def fused_unit(self, part: str, index: int, n_heads: int, n_kv_heads: int) -> int:
         """Where query head (``part`` q) or key/value head ``index``'s slice starts in the
@@ -83,6 +96,33 @@ _PHI3 = EdgeLayout(
     mlp_norm="post_attention_layernorm",
     final_norm="model.norm",
     fused="self_attn.qkv_proj",
+)
+_GEMMA2 = EdgeLayout(
+    attn_norm="input_layernorm",
+    mlp_norm="pre_feedforward_layernorm",
+    final_norm="model.norm",
+    attn_post_norm="post_attention_layernorm",
+    q_proj="self_attn.q_proj",
+    k_proj="self_attn.k_proj",
+    v_proj="self_attn.v_proj",
+)
+_GLM4 = EdgeLayout(
+    attn_norm="input_layernorm",
+    mlp_norm="post_attention_layernorm",
+    final_norm="model.norm",
+    attn_post_norm="post_self_attn_layernorm",
+    q_proj="self_attn.q_proj",
+    k_proj="self_attn.k_proj",
+    v_proj="self_attn.v_proj",
+)
+_OLMO2 = EdgeLayout(
+    attn_norm="",
+    mlp_norm="",
+    final_norm="model.norm",
+    attn_post_norm="post_attention_layernorm",
+    q_proj="self_attn.q_proj",
+    k_proj="self_attn.k_proj",
+    v_proj="self_attn.v_proj",
 )
 _GPT2 = EdgeLayout(
     attn_norm="ln_1", mlp_norm="ln_2", final_norm="transformer.ln_f", fused="attn.c_attn"
@@ -157,6 +197,11 @@ EDGE_LAYOUTS: dict[str, Callable[[object], EdgeLayout]] = {
     "qwen2": _fixed(_LLAMA),
     "qwen3": _fixed(_LLAMA),
     "phi3": _fixed(_PHI3),
+    "gemma2": _fixed(_GEMMA2),
+    "gemma3_text": _fixed(_GEMMA2),
+    "glm4": _fixed(_GLM4),
+    "olmo2": _fixed(_OLMO2),
+    "olmo3": _fixed(_OLMO2),
     # Mixtures of experts: the MLP block (router and experts) reads one normed input.
     "mixtral": _fixed(_LLAMA),
     "qwen2_moe": _fixed(_LLAMA),
