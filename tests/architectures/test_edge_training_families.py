@@ -22,6 +22,7 @@ from nodeprune.edges.export import _child_key, edge_eap_graph
 from nodeprune.edges.training import EdgeDiscovery, edge_workbench
 from nodeprune.errors import NodepruneError
 from nodeprune.evaluation import evaluate_circuit
+from nodeprune.export_mib import mib_graph
 from nodeprune.models import wrap_model
 
 PARALLEL = {"gpt_neox": True, "phi": True, "gemma2": False, "olmo2": False}
@@ -105,3 +106,10 @@ def test_training_prunes_edges_and_files_keep_the_graph(family_run, tmp_path):
         head, _, suffix = child.partition("<")
         as_graph_names.add((parent, _child_key(head, f"<{suffix}" if suffix else "", group_size)))
     assert as_graph_names == set(result.kept_edges())
+
+    # The MIB export ranks by these gates on the same graph, and refuses the other one.
+    mib = dict(mib_model="tiny", mib_task="ioi")
+    doc = mib_graph(circuit, parallel_attn_mlp=parallel, edges=result, **mib)[1]
+    assert {n for n, e in doc["edges"].items() if e["in_graph"]} == in_graph
+    with pytest.raises(NodepruneError, match="attention/MLP blocks and the export asks"):
+        mib_graph(circuit, parallel_attn_mlp=not parallel, edges=result, **mib)
