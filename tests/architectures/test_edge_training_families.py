@@ -16,8 +16,10 @@ from tiny_models import ROWS
 
 from nodeprune import Discovery
 from nodeprune.circuit import make_consistent
+from nodeprune.edges import EdgeGraph
 from nodeprune.edges.circuit import EdgeCircuit
 from nodeprune.edges.config import EdgeConfig
+from nodeprune.edges.curve import edge_curve
 from nodeprune.edges.export import _child_key, edge_eap_graph
 from nodeprune.edges.training import EdgeDiscovery, edge_workbench
 from nodeprune.errors import NodepruneError
@@ -67,6 +69,10 @@ def test_what_an_mlp_reads_and_implied_edges_are_the_node_circuit(family_run):
             assert all(_same(got[k], expected[k]) for k in expected), (got, expected)
             closed = run.evaluate(torch.zeros_like(implied.kept))
             assert not _same(closed["kl"], expected["kl"])
+            # The curve's x counts the model's edges on the family's graph.
+            curve = edge_curve(run, fractions=(0.5,))
+            full = EdgeGraph.full(loaded.dims, parallel=parallel).n_edges
+            assert curve["model_edges"] == full != EdgeGraph.full(loaded.dims, not parallel).n_edges
 
 
 def test_training_prunes_edges_and_files_keep_the_graph(family_run, tmp_path):
