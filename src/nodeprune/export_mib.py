@@ -319,10 +319,11 @@ def _edge_keys(
     """(edge-circuit membership, edge-gate key, nodes in the graph) over the EAP-IG edges."""
     from .edges.export import eap_edge_gates, touched_nodes
 
-    if parallel:
+    if parallel != edges.parallel:
+        found, asked = ("parallel", "sequential") if edges.parallel else ("sequential", "parallel")
         raise NodepruneError(
-            "the edge phase supports no parallel attention/MLP family, so its gates cannot "
-            "rank this model's edges; export the node circuit without its edge circuit"
+            f"the edge circuit was found on {found} attention/MLP blocks and the export asks "
+            f"for {asked} ones; pass --{'' if edges.parallel else 'no-'}parallel-attn-mlp"
         )
     if not refines(edges, circuit):
         raise NodepruneError(

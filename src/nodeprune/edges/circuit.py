@@ -1,7 +1,8 @@
 """The edge circuit: the node circuit it refines, and which of its candidate edges are kept.
 
 The file holds the node circuit whole (so it is self-contained: the candidate edges are
-a function of its kept nodes) and one entry per candidate edge, in EdgeGraph order, with
+a function of its kept nodes and of ``parallel_attn_mlp``, whether the model's blocks are
+parallel) and one entry per candidate edge, in EdgeGraph order, with
 its final log-alpha as its score.
 """
 
@@ -65,15 +66,17 @@ class EdgeCircuit:
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: The model's blocks are parallel (an MLP reads its layer's input, not its heads).
+    parallel: bool = False
 
     def graph(self) -> EdgeGraph:
-        return EdgeGraph(self.node.dims, self.node.effective_masks())
+        return EdgeGraph(self.node.dims, self.node.effective_masks(), parallel=self.parallel)
 
     @classmethod
-    def implied(cls, node: Circuit) -> EdgeCircuit:
+    def implied(cls, node: Circuit, parallel: bool = False) -> EdgeCircuit:
         """Every candidate edge kept: the edges the node circuit implies."""
-        n = EdgeGraph(node.dims, node.effective_masks()).n_edges
-        return cls(node, torch.ones(n, dtype=torch.bool), torch.zeros(n))
+        n = EdgeGraph(node.dims, node.effective_masks(), parallel=parallel).n_edges
+        return cls(node, torch.ones(n, dtype=torch.bool), torch.zeros(n), parallel=parallel)
 
     @property
     def n_kept(self) -> int:
@@ -103,6 +106,7 @@ class EdgeCircuit:
             "format_version": EDGE_FORMAT_VERSION,
             "n_candidate_edges": len(names),
             "n_kept_edges": self.n_kept,
+            "parallel_attn_mlp": self.parallel,
             "config": self.config,
             "metrics": self.metrics,
             "edges": [
@@ -145,7 +149,10 @@ class EdgeCircuit:
                 f"(this nodeprune reads version {EDGE_FORMAT_VERSION})"
             )
         node = Circuit.from_json(data.get("node_circuit"), source=f"{source} node circuit")
-        names = EdgeGraph(node.dims, node.effective_masks()).edge_names()
+        parallel = data.get("parallel_attn_mlp", False)  # absent: written before parallel blocks
+        if not isinstance(parallel, bool):
+            raise NodepruneError(f"{source}: parallel_attn_mlp must be true or false")
+        names = EdgeGraph(node.dims, node.effective_masks(), parallel=parallel).edge_names()
         edges = data.get("edges")
         if not isinstance(edges, list) or len(edges) != len(names):
             raise NodepruneError(
@@ -173,4 +180,5 @@ class EdgeCircuit:
             metrics=dict(data.get("metrics") or {}),
             extra=dict(data.get("extra") or {}),
             timings=dict(data.get("timings") or {}),
+            parallel=parallel,
         )

@@ -38,7 +38,7 @@ def edge_curve(phase: Any, fractions: tuple[float, ...] = CURVE_FRACTIONS) -> di
     """The curve of a trained :class:`~nodeprune.edges.training.EdgeDiscovery`."""
     log_alpha = phase.log_alpha.detach().cpu()
     n_candidates = log_alpha.numel()
-    n_model = EdgeGraph.full(phase.node.dims).n_edges
+    n_model = EdgeGraph.full(phase.node.dims, parallel=phase.graph.parallel).n_edges
     sizes = sorted({round(f * n_model) for f in fractions if 0 < round(f * n_model) < n_candidates})
     points = []
     for k in [*sizes, n_candidates]:

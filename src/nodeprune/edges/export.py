@@ -32,8 +32,8 @@ def _child_key(child: str, suffix: str, group_size: int) -> str:
 
 def eap_edge_gates(edges: EdgeCircuit) -> dict[str, tuple[bool, float]]:
     """EAP-IG edge name (``parent->child<q>``) -> (kept, final log-alpha) of its edge
-    gate, for each EAP-IG edge that is a candidate edge (sequential attention and MLP
-    only: the edge phase supports no parallel-block family)."""
+    gate, for each EAP-IG edge that is a candidate edge (EAP-IG's parallel graph for
+    parallel blocks)."""
     dims = edges.node.dims
     names = edges.graph().edge_names()
     gates = {
@@ -42,7 +42,7 @@ def eap_edge_gates(edges: EdgeCircuit) -> dict[str, tuple[bool, float]]:
     }
     group_size = dims.n_heads // dims.n_kv_heads
     out = {}
-    for parent, child, suffix in eap_edges(dims.n_layers, dims.n_heads, parallel=False):
+    for parent, child, suffix in eap_edges(dims.n_layers, dims.n_heads, edges.parallel):
         gate = gates.get((parent, _child_key(child, suffix, group_size)))
         if gate is not None:
             out[f"{parent}->{child}{suffix}"] = gate
@@ -59,10 +59,9 @@ def touched_nodes(edge_names: list[str]) -> set[str]:
 
 
 def edge_eap_graph(edges: EdgeCircuit) -> dict[str, Any]:
-    """The EAP-IG graph JSON of an edge circuit (sequential attention and MLP only: the
-    edge phase supports no parallel-block family)."""
+    """The EAP-IG graph JSON of an edge circuit (parallel blocks as the edge circuit says)."""
     node = edges.node
-    graph = eap_graph(node, parallel_attn_mlp=False)
+    graph = eap_graph(node, parallel_attn_mlp=edges.parallel)
     gates = eap_edge_gates(edges)
     for name in graph["edges"]:
         gate = gates.get(name)

@@ -14,7 +14,17 @@ output with the projection of their own normed inputs (the stock norm's ``forwar
 ``[rows, B, T, d_model]``, the projection's weight rows of the head); rotary embeddings,
 the attention itself and the output projection then run as the stock module has them.
 With every edge open each correction is exactly zero, and the pass is the node
-circuit's (tests/edges/test_edge_conformance.py).
+circuit's (tests/architectures/test_edge_conformance.py). In a parallel block the MLP's
+input is the layer's input minus its corrections (its upstream prefix stops before the
+layer's heads); under a norm shared with the attention it is that norm's ``forward`` of
+them, at the MLP's input.
+
+Under a norm on the attention's output (Gemma 2/3, GLM-4, OLMo 2/3) the heads' writes
+are not a sum over heads: a downstream input's correction for a layer's heads is the
+layer's attention output minus ``norm(o_proj(z'))``, with ``z'`` the output projection's
+input with the closed fraction of each head's slice moved to its ablated value, on the
+stock norm and projection (``_NormedHeads``). It costs one output projection per
+downstream input and upstream layer, so those families' edge pass is slower.
 
 Memory: one ``[n, B, T, d_model]`` difference per group of candidate upstream nodes (the
 embedding; a layer's kept heads; a layer's MLP), so it grows with the surviving nodes,
@@ -26,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import NodepruneError
 from ..intervention import Ablated, GatedModel
@@ -35,14 +45,50 @@ from .layout import EdgeLayout, block_module, edge_layout, linear_weight
 
 
 @dataclass
+class _NormedHeads:
+    """A layer's kept heads under a norm on the attention's output (Gemma 2/3, GLM-4,
+    OLMo 2/3): what they add to the residual stream is ``norm(o_proj(z))``, not a sum
+    over heads, so a downstream row that closes edges from some of them reads
+    ``norm(o_proj(z with those heads' slices ablated))`` in place of the layer's
+    attention output: each row's correction is recomputed through the stock modules."""
+
+    z: Tensor  # [B, T, H * hd], the output projection's (node-gated) input
+    diff: Tensor  # [n, B, T, hd], z - ablated z of each kept head
+    heads: Tensor  # [n], their indices
+    out_proj: nn.Module
+    post_norm: nn.Module
+    attn_out: Tensor  # [B, T, D], what the layer's attention added
+
+    @property
+    def n(self) -> int:
+        return self.diff.shape[0]
+
+    def correction(self, closed: Tensor) -> Tensor:
+        """``closed`` [rows, n] -> [rows, B, T, D]."""
+        batch, seq, width = self.z.shape
+        hd = self.diff.shape[-1]
+        moved = torch.einsum("rn,nbte->rbtne", closed.to(self.diff.dtype), self.diff)
+        delta = torch.zeros(
+            (closed.shape[0], batch, seq, width // hd, hd), dtype=moved.dtype, device=moved.device
+        ).index_add(3, self.heads, moved)
+        mixed = (self.z.view(1, batch, seq, -1, hd) - delta).flatten(3)
+        return self.attn_out.unsqueeze(0) - self.post_norm.forward(self.out_proj.forward(mixed))
+
+
+@dataclass
 class _PassState:
     """What the hooks read and write during one edge-gated pass."""
 
     closed: dict[str, Tensor]  # group name -> 1 - m, [rows, prefix]
     ablated: Ablated
-    #: (first upstream index, [n, B, T, D] out - ablated), in upstream order.
-    blocks: list[tuple[int, Tensor]] = field(default_factory=list)
+    #: (first upstream index, [n, B, T, D] out - ablated, or a layer's heads under a
+    #: norm on the attention's output), in upstream order.
+    blocks: list[tuple[int, Tensor | _NormedHeads]] = field(default_factory=list)
     residual: dict[int, Tensor] = field(default_factory=dict)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 class EdgeModel:
@@ -53,6 +99,11 @@ class EdgeModel:
         self.graph = graph
         self.model = gated.model
         self.layout: EdgeLayout = edge_layout(self.model)
+        if graph.parallel != self.layout.parallel:
+            raise NodepruneError(
+                f"this edge graph was built for {'parallel' if graph.parallel else 'sequential'} "
+                "blocks and the model's are not; build it with parallel=edge_layout(model).parallel"
+            )
         dims = gated.dims
         self.head_dim = dims.head_dim
         self._first = {}  # (kind, layer) -> first upstream index of its block
@@ -75,18 +126,31 @@ class EdgeModel:
         hooks = self._handles
         hooks.append(adapter.embedding(model).register_forward_hook(self._embed_hook))
         for layer, block in enumerate(adapter.layers(model)):
-            attn_norm = block_module(block, lay.attn_norm)
-            hooks.append(attn_norm.register_forward_pre_hook(self._capture(layer)))
             if lay.fused:
                 parts = {block_module(block, lay.fused): ("q", "k", "v")}
             else:
                 parts = {block_module(block, getattr(lay, f"{p}_proj")): (p,) for p in "qkv"}
+            if lay.attn_norm:
+                attn_norm = block_module(block, lay.attn_norm)
+                hooks.append(attn_norm.register_forward_pre_hook(self._capture(layer)))
+                normalize = attn_norm.forward
+            else:  # the projections read the residual stream itself
+                for proj in parts:
+                    hooks.append(proj.register_forward_pre_hook(self._capture(layer)))
+                normalize = _identity
             for proj, names in parts.items():
-                hooks.append(proj.register_forward_hook(self._qkv_hook(layer, attn_norm, names)))
+                hooks.append(proj.register_forward_hook(self._qkv_hook(layer, normalize, names)))
             out_proj = adapter.attn_out_proj(block)
-            hooks.append(out_proj.register_forward_pre_hook(self._heads_hook(layer, out_proj)))
-            mlp_norm = block_module(block, lay.mlp_norm)
-            hooks.append(mlp_norm.register_forward_pre_hook(self._read_hook("mlp", layer)))
+            post_norm = block_module(block, lay.attn_post_norm) if lay.attn_post_norm else None
+            hooks.append(
+                out_proj.register_forward_pre_hook(self._heads_hook(layer, out_proj, post_norm))
+            )
+            if lay.shared_norm:  # the norm's output is the attention's: recompute at the MLP
+                mlp_in = block_module(block, lay.mlp_input)
+                hooks.append(mlp_in.register_forward_pre_hook(self._renorm_hook(layer, attn_norm)))
+            else:  # the MLP's own norm, or the MLP itself where it reads the residual stream
+                mlp_norm = block_module(block, lay.mlp_norm or lay.mlp_input)
+                hooks.append(mlp_norm.register_forward_pre_hook(self._read_hook("mlp", layer)))
             hooks.append(adapter.mlp(block).register_forward_hook(self._mlp_hook(layer)))
         final = block_module(model, lay.final_norm)
         n_layers = self.gated.dims.n_layers
@@ -120,7 +184,7 @@ class EdgeModel:
 
         return hook
 
-    def _heads_hook(self, layer: int, out_proj):
+    def _heads_hook(self, layer: int, out_proj, post_norm):
         def hook(module, args):
             state = self._state
             heads = self._heads.get(layer)
@@ -131,6 +195,13 @@ class EdgeModel:
             batch, seq = diff.shape[:2]
             idx = torch.tensor(heads, device=z.device)
             diff = diff.view(batch, seq, -1, self.head_dim).index_select(2, idx)
+            if post_norm is not None:
+                attn_out = post_norm.forward(out_proj.forward(z))
+                normed = _NormedHeads(
+                    z, diff.permute(2, 0, 1, 3), idx, out_proj, post_norm, attn_out
+                )
+                state.blocks.append((self._first[("head", layer)], normed))
+                return None
             weight, _ = linear_weight(out_proj)  # [d_model, n_heads * head_dim]
             w = weight.view(weight.shape[0], -1, self.head_dim).index_select(1, idx)
             per_head = torch.einsum("bthe,dhe->hbtd", diff, w)
@@ -158,11 +229,15 @@ class EdgeModel:
         assert state is not None
         closed = state.closed[group.name].to(device)
         total = None
-        for start, diff in state.blocks:
+        for start, item in state.blocks:
             if start >= group.n_upstream:
                 break
-            block = closed[:, start : start + diff.shape[0]]
-            part = torch.einsum("rn,nbtd->rbtd", block.to(diff.dtype), diff.to(device))
+            if isinstance(item, _NormedHeads):
+                block = closed[:, start : start + item.n].to(item.z.device)
+                part = item.correction(block).to(device)
+            else:
+                block = closed[:, start : start + item.shape[0]]
+                part = torch.einsum("rn,nbtd->rbtd", block.to(item.dtype), item.to(device))
             total = part if total is None else total + part
         return total
 
@@ -179,7 +254,25 @@ class EdgeModel:
 
         return hook
 
-    def _qkv_hook(self, layer: int, norm, names: tuple[str, ...]):
+    def _renorm_hook(self, layer: int, norm):
+        """The MLP's input under a norm it shares with the attention: the norm of the
+        layer's input residual stream minus the MLP's corrections."""
+
+        def hook(module, args):
+            state = self._state
+            group = self.graph.group("mlp", layer)
+            if state is None or group is None:
+                return None
+            residual = state.residual[layer]
+            correction = self._correction(group, residual.device)
+            if correction is None:
+                return None
+            normed = norm.forward(residual - correction[0].to(residual.dtype))
+            return (normed.to(args[0].dtype), *args[1:])
+
+        return hook
+
+    def _qkv_hook(self, layer: int, normalize, names: tuple[str, ...]):
         def hook(module, args, output):
             state = self._state
             group = self.graph.group("attn", layer)
@@ -193,14 +286,17 @@ class EdgeModel:
                 return None
             residual = state.residual[layer]
             picked = torch.tensor(rows, device=residual.device)
-            inputs = norm.forward(residual.unsqueeze(0) - correction.index_select(0, picked))
+            inputs = normalize(residual.unsqueeze(0) - correction.index_select(0, picked))
             weight, bias = linear_weight(module)
             hd = self.head_dim
             w_units = weight.view(-1, hd, weight.shape[1])  # per head of the output
             b_units = None if bias is None else bias.view(-1, hd)
-            width = output.shape[-1] // len(names)  # each part's output width (fused)
+            dims = self.gated.dims
             units = [
-                names.index(group.rows[i].part) * (width // hd) + group.rows[i].index for i in rows
+                self.layout.fused_unit(r.part, r.index, dims.n_heads, dims.n_kv_heads)
+                if len(names) > 1
+                else r.index
+                for r in (group.rows[i] for i in rows)
             ]
             unit_idx = torch.tensor(units, device=residual.device)
             w = w_units.index_select(0, unit_idx)

@@ -5,9 +5,11 @@ Upstream nodes write to the residual stream: the embedding (``input``), each kep
 head's query input and its key and value inputs (one per key/value head under grouped-
 query attention, which computes one key and value for the group), each kept MLP block's
 input and the logits. An edge connects an upstream node to a downstream input that comes
-after it (a head reads the layers below; an MLP also reads its own layer's heads; the
-logits read everything). Edges from or into a pruned node are not candidates: a pruned
-node already writes its ablated output everywhere and reads nothing that matters.
+after it (a head reads the layers below; an MLP also reads its own layer's heads, except
+in a parallel block, where attention and MLP both read the layer's input: EAP-IG's
+``parallel_attn_mlp`` graph; the logits read everything). Edges from or into a pruned
+node are not candidates: a pruned node already writes its ablated output everywhere and
+reads nothing that matters.
 
 The edges into one downstream *group* (a layer's attention inputs, a layer's MLP, the
 logits) always come from a prefix of the upstream list, so each group's gates are one
@@ -74,10 +76,12 @@ class Group:
 
 class EdgeGraph:
     """The candidate edges between the nodes kept by a node circuit's effective masks
-    (``embedding`` [1], ``attention_head`` [L, H], ``mlp_block`` [L])."""
+    (``embedding`` [1], ``attention_head`` [L, H], ``mlp_block`` [L]); ``parallel``:
+    each layer's MLP reads the layer's input, not its heads."""
 
-    def __init__(self, dims: ModelDims, kept: dict[str, Tensor]) -> None:
+    def __init__(self, dims: ModelDims, kept: dict[str, Tensor], parallel: bool = False) -> None:
         self.dims = dims
+        self.parallel = parallel
         heads = kept["attention_head"].bool().reshape(dims.n_layers, dims.n_heads)
         mlps = kept["mlp_block"].bool().reshape(dims.n_layers)
         group_size = dims.n_heads // dims.n_kv_heads
@@ -92,10 +96,12 @@ class EdgeGraph:
             rows += [Row(part, g) for g in kv_heads for part in ("k", "v")]
             if rows and self.upstream:
                 self.groups.append(Group("attn", layer, tuple(rows), len(self.upstream)))
+            below = len(self.upstream)  # what a parallel block's MLP reads
             self.upstream += [Upstream("head", layer, h) for h in kept_heads]
             if mlps[layer]:
-                if self.upstream:
-                    self.groups.append(Group("mlp", layer, (Row("", 0),), len(self.upstream)))
+                reads = below if parallel else len(self.upstream)
+                if reads:
+                    self.groups.append(Group("mlp", layer, (Row("", 0),), reads))
                 self.upstream.append(Upstream("mlp", layer))
         if self.upstream:
             self.groups.append(Group("logits", dims.n_layers, (Row("", 0),), len(self.upstream)))
@@ -107,7 +113,7 @@ class EdgeGraph:
         self.n_edges = offset
 
     @classmethod
-    def full(cls, dims: ModelDims) -> EdgeGraph:
+    def full(cls, dims: ModelDims, parallel: bool = False) -> EdgeGraph:
         """Every node of the model a candidate (the full-model edge formulation)."""
         return cls(
             dims,
@@ -116,6 +122,7 @@ class EdgeGraph:
                 "attention_head": torch.ones(dims.n_layers, dims.n_heads, dtype=torch.bool),
                 "mlp_block": torch.ones(dims.n_layers, dtype=torch.bool),
             },
+            parallel=parallel,
         )
 
     def group(self, kind: str, layer: int) -> Group | None:

@@ -54,6 +54,7 @@ from .circuit import EdgeCircuit
 from .config import EdgeConfig
 from .forward import EdgeModel
 from .graph import EdgeGraph
+from .layout import edge_layout
 
 
 @dataclass
@@ -141,7 +142,8 @@ class EdgeDiscovery(ClosedOnExit):
                 f"the node circuit used {node.ablation} ablation, this workbench "
                 f"{bench.ablator.kind.name}; build the workbench from the circuit's config"
             )
-        self.graph = EdgeGraph(bench.dims, node.effective_masks())
+        parallel = edge_layout(bench.gated.model).parallel
+        self.graph = EdgeGraph(bench.dims, node.effective_masks(), parallel=parallel)
         if self.graph.n_edges == 0:
             raise NodepruneError("the node circuit keeps no node with edges; nothing to prune")
         self.edges = EdgeModel(bench.gated, self.graph)
@@ -296,6 +298,7 @@ class EdgeDiscovery(ClosedOnExit):
             kept,
             self.log_alpha.detach().cpu().float(),
             config=self.config.to_dict(),
+            parallel=self.graph.parallel,
         )
         result.metrics = self.evaluate(kept)
         result.extra = {
