@@ -26,7 +26,7 @@ input (``mlp_input``) and the norm's own output is left to the attention.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
@@ -83,68 +83,31 @@ class EdgeLayout:
         return (0, n_heads, n_heads + n_kv_heads)[p] + index
 
 
+def _separate_qkv(attention: str) -> dict[str, str]:
+    """The paths of separate q/k/v projections under the attention module ``attention``."""
+    return {f"{p}_proj": f"{attention}.{p}_proj" for p in "qkv"}
+
+
 _LLAMA = EdgeLayout(
     attn_norm="input_layernorm",
     mlp_norm="post_attention_layernorm",
     final_norm="model.norm",
-    q_proj="self_attn.q_proj",
-    k_proj="self_attn.k_proj",
-    v_proj="self_attn.v_proj",
+    **_separate_qkv("self_attn"),
 )
-_PHI3 = EdgeLayout(
-    attn_norm="input_layernorm",
-    mlp_norm="post_attention_layernorm",
-    final_norm="model.norm",
-    fused="self_attn.qkv_proj",
+# The others as they differ from Llama's (or GPT-2's) module names.
+_PHI3 = replace(_LLAMA, q_proj="", k_proj="", v_proj="", fused="self_attn.qkv_proj")
+_GEMMA2 = replace(
+    _LLAMA, mlp_norm="pre_feedforward_layernorm", attn_post_norm="post_attention_layernorm"
 )
-_GEMMA2 = EdgeLayout(
-    attn_norm="input_layernorm",
-    mlp_norm="pre_feedforward_layernorm",
-    final_norm="model.norm",
-    attn_post_norm="post_attention_layernorm",
-    q_proj="self_attn.q_proj",
-    k_proj="self_attn.k_proj",
-    v_proj="self_attn.v_proj",
-)
-_GLM4 = EdgeLayout(
-    attn_norm="input_layernorm",
-    mlp_norm="post_attention_layernorm",
-    final_norm="model.norm",
-    attn_post_norm="post_self_attn_layernorm",
-    q_proj="self_attn.q_proj",
-    k_proj="self_attn.k_proj",
-    v_proj="self_attn.v_proj",
-)
-_OLMO2 = EdgeLayout(
-    attn_norm="",
-    mlp_norm="",
-    final_norm="model.norm",
-    attn_post_norm="post_attention_layernorm",
-    q_proj="self_attn.q_proj",
-    k_proj="self_attn.k_proj",
-    v_proj="self_attn.v_proj",
+_GLM4 = replace(_LLAMA, attn_post_norm="post_self_attn_layernorm")
+_OLMO2 = replace(_LLAMA, attn_norm="", mlp_norm="", attn_post_norm="post_attention_layernorm")
+_PHI = replace(
+    _LLAMA, mlp_norm="input_layernorm", final_norm="model.final_layernorm", parallel=True
 )
 _GPT2 = EdgeLayout(
     attn_norm="ln_1", mlp_norm="ln_2", final_norm="transformer.ln_f", fused="attn.c_attn"
 )
-_GPTJ = EdgeLayout(
-    attn_norm="ln_1",
-    mlp_norm="ln_1",
-    final_norm="transformer.ln_f",
-    q_proj="attn.q_proj",
-    k_proj="attn.k_proj",
-    v_proj="attn.v_proj",
-    parallel=True,
-)
-_PHI = EdgeLayout(
-    attn_norm="input_layernorm",
-    mlp_norm="input_layernorm",
-    final_norm="model.final_layernorm",
-    q_proj="self_attn.q_proj",
-    k_proj="self_attn.k_proj",
-    v_proj="self_attn.v_proj",
-    parallel=True,
-)
+_GPTJ = replace(_GPT2, mlp_norm="ln_1", fused="", parallel=True, **_separate_qkv("attn"))
 
 
 def _gpt_neox(config: object) -> EdgeLayout:
