@@ -20,7 +20,6 @@ $(STAMP): requirements.txt pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/nodeprune discover --model smollm2-135m --task ioi --out runs/ioi --overwrite
-	$(BIN)/nodeprune evaluate runs/ioi/circuit.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -204,14 +204,14 @@ def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained)
         d = Discovery(trained, _config(trained, target_faithfulness=0.5))
         try:
             probe = d.probe
-            assert probe is not None and probe.ablated  # recorded once, at set-up
+            assert probe is not None and probe.batches_with_ablated == len(probe.parts)  # at set-up
             generator = torch.Generator().manual_seed(0)
             masks = {
                 g: (torch.rand(la.shape, generator=generator) > 0.5).float()
                 for g, la in d.gates.log_alphas().items()
             }
             cached = probe.score(masks)
-            probe.ablated = None  # every score records the corrupted pass again
+            probe.forget_ablated()  # every score records the corrupted pass again
             assert probe.score(masks) == cached
         finally:
             d.gated.remove()
@@ -285,3 +285,25 @@ def test_the_controller_raises_the_weight_slower_than_it_lowers_it_towards_an_ai
     before = controller.log_weight
     controller.update(0.87)
     assert controller.log_weight < before
+
+
+def test_the_threshold_search_on_many_gates_stops_within_its_resolution(monkeypatch):
+    # 60,000 open gates; dropping up to 21,000 of the least open keeps the target. To one
+    # gate the bisection takes about 7 evaluations more than to 1/256 of them.
+    import torch
+
+    import nodeprune.targets as targets
+
+    n, droppable = 60_000, 21_000
+    log_alpha = torch.linspace(0.01, 10, n)
+
+    def score(mask):
+        return 0.9 if mask.sum() >= n - droppable else 0.5
+
+    selection, kept, _ = _select(log_alpha, score)
+    assert selection.measured >= 0.85
+    assert n - droppable <= kept <= n - droppable + n // targets.RESOLUTION
+    monkeypatch.setattr(targets, "RESOLUTION", 10**9)  # one gate
+    exact, exact_kept, _ = _select(log_alpha, score)
+    assert exact_kept == n - droppable
+    assert selection.evaluations <= exact.evaluations - 5

@@ -96,3 +96,54 @@ def test_discover_refuses_a_misspelt_setting_and_keeps_the_callers_config(llama_
     assert circuit.config["steps"] == 1 and circuit.config["lam"] == 0.5
     assert cfg.steps == 2 and cfg.lam == tiny_discovery_config().lam
     assert hooks(llama_model) == before  # discover() takes its hooks off again
+
+
+def _random_masks(bench, generator):
+    from nodeprune.circuit import full_masks, make_consistent
+
+    masks = full_masks(bench.dims)
+    for g in bench.gated.granularities:
+        masks[g] = torch.rand(masks[g].shape, generator=generator) > 0.4
+    return make_consistent(masks, bench.gated.granularities)
+
+
+@pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
+def test_a_kept_split_reference_scores_circuits_as_a_fresh_evaluation_does(
+    llama_model, ablation, monkeypatch
+):
+    from nodeprune.evaluation import evaluate_gates
+
+    cfg = tiny_discovery_config(ablation=ablation, n_test=24, eval_batch_size=8)
+    with Workbench.for_config(llama_model, cfg) as bench:
+        enabled = list(bench.gated.granularities)
+        reference = bench.reference("test", enabled)
+        assert bench.reference("test", list(reversed(enabled))) is reference  # one per pair
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            masks = _random_masks(bench, generator)
+            gates = {g: masks[g].float() for g in enabled}
+            fresh = evaluate_gates(
+                bench.gated, bench.ablator, bench.task, bench.data.test, gates, 8
+            )
+            kept = reference.evaluate(gates)
+            assert kept.keys() == fresh.keys()
+            for key in fresh:
+                assert kept[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-6, nan_ok=True), key
+        # Once kept, a circuit costs one gated pass per batch: no full or corrupted pass.
+        calls = {"plain": 0, "gated": 0}
+        plain, gated = bench.gated.plain_logits, bench.gated.gated_logits
+
+        def count(name, fn):
+            def wrapper(*args, **kwargs):
+                calls[name] += 1
+                return fn(*args, **kwargs)
+
+            return wrapper
+
+        monkeypatch.setattr(bench.gated, "plain_logits", count("plain", plain))
+        monkeypatch.setattr(bench.gated, "gated_logits", count("gated", gated))
+        reference.evaluate(gates)
+        assert calls == {"plain": 0, "gated": len(reference.parts)}
+        assert reference.batches_with_ablated == len(reference.parts)
+    with pytest.raises(ValueError, match="gates of"):
+        reference.evaluate({enabled[0]: gates[enabled[0]]})

@@ -35,6 +35,7 @@ from .closing import ClosedOnExit
 from .config import AUTOCAST_DTYPES, DiscoveryConfig, config_with
 from .discovery_result import read_circuit
 from .errors import NodepruneError
+from .evaluation import SplitReference
 from .gates import GateSet
 from .granularity import GRANULARITIES, granularities_for_model
 from .health import NumericalError, check_step
@@ -46,10 +47,10 @@ from .splits import TaskData
 from .targets import (
     Selection,
     SparsityController,
-    ValidationProbe,
     measure,
     select_threshold,
     target_from_config,
+    validation_reference,
 )
 from .tasks import Task
 from .version import __version__
@@ -146,7 +147,7 @@ class Discovery(ClosedOnExit):
         self.train_seconds = 0.0
         self.target = target_from_config(config)
         self.controller: SparsityController | None = None
-        self.probe: ValidationProbe | None = None
+        self.probe: SplitReference | None = None
         self.selection: Selection | None = None
         if self.target is not None:
             self.controller = SparsityController(
@@ -167,20 +168,13 @@ class Discovery(ClosedOnExit):
         if self._owns_bench:
             self.bench.close()
 
-    def _validation_probe(self) -> ValidationProbe:
+    def _validation_probe(self) -> SplitReference:
         assert self.target is not None
         if self.data.validation is None:
             raise NodepruneError(
                 f"target_{self.target.kind} is measured on validation prompts; set --n-val above 0"
             )
-        return ValidationProbe(
-            self.gated,
-            self.ablator,
-            self.task,
-            self.data.validation,
-            self.gates.enabled,
-            self.config.eval_batch_size,
-        )
+        return validation_reference(self.bench, list(self.gates.enabled))
 
     def train_step(self) -> StepLog:
         cfg = self.config

@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import TASK_CHECKSUM, task_file_sha256
 from .circuit import Circuit
-from .evaluation import evaluate_gates
+from .evaluation import evaluate_on
 from .export_eap import BOS_KEY, prompts_start_with_bos
 from .granularity import GRANULARITIES
 
@@ -32,14 +32,7 @@ def read_circuit(run: Any) -> Circuit:
         config=cfg.to_dict(),
         model_revision=run.loaded.revision,
     )
-    c.metrics = evaluate_gates(
-        run.gated,
-        run.ablator,
-        run.task,
-        run.data.test,
-        c.gate_values(run.gates.log_alpha),
-        cfg.eval_batch_size,
-    )
+    c.metrics = evaluate_on(run.bench, c.gate_values(run.gates.log_alpha))
     with torch.no_grad():
         # Continuous scores (final log-alpha) of the coarse nodes, for ROC curves
         # against reference circuits; neuron-level scores are too many to store.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -113,7 +114,189 @@ def faithfulness_interval(
     return estimate.low, estimate.high
 
 
-@torch.no_grad()
+#: Most memory one split's reference keeps its recorded ablated values in (SmolLM2, 128
+#: IOI prompts, the default granularities: about 0.4 GB); beyond it they are recorded
+#: again for every circuit scored.
+CACHE_BYTES = 2 * 1024**3
+
+#: ``circuit_logits(batch, ablated)``: a circuit's logits at the answer positions.
+CircuitLogits = Callable[[PromptBatch, Ablated], Tensor]
+
+
+@dataclass
+class _BatchReference:
+    """What one batch's evaluation needs that no circuit changes."""
+
+    full_logprobs: Tensor
+    full_metric: Tensor
+    full_top1: Tensor
+    ablated_metric: Tensor
+    #: The batch's ablated values, or None when the split's cache is full.
+    ablated: Ablated | None
+
+
+class _MetricSums:
+    """The per-prompt metrics of one circuit over a split, summed batch by batch."""
+
+    def __init__(self) -> None:
+        self.kl = self.correct = self.top1 = 0.0
+        self.ld: list[Tensor] = []
+        self.ld_full: list[Tensor] = []
+        self.ld_ablated: list[Tensor] = []
+
+    def add(self, task: Task, part: PromptBatch, ref: _BatchReference, logits: Tensor) -> None:
+        self.kl += float(kl_full_to_circuit(ref.full_logprobs, logits).sum())
+        self.ld.append(task.metric(logits, part).float().cpu())
+        self.ld_full.append(ref.full_metric)
+        self.ld_ablated.append(ref.ablated_metric)
+        self.correct += float(task.correct(logits, part).float().sum())
+        self.top1 += float((logits.argmax(-1) == ref.full_top1).float().sum())
+
+    def metrics(self) -> dict[str, float]:
+        ld, ld_full, ld_ablated = (torch.cat(v) for v in (self.ld, self.ld_full, self.ld_ablated))
+        n = int(ld.numel())
+        estimate = estimate_faithfulness(ld, ld_full, ld_ablated)
+        return {
+            "kl": self.kl / n,
+            "logit_diff": float(ld.double().mean()),
+            "logit_diff_full": float(ld_full.double().mean()),
+            "logit_diff_ablated": float(ld_ablated.double().mean()),
+            **estimate.metrics(),
+            "accuracy": self.correct / n,
+            "exact_match": self.top1 / n,
+            "n": n,
+        }
+
+
+class SplitReference:
+    """The evaluation of circuits on one split, less everything no circuit changes.
+
+    The full model's log-probs, metric and top-1 token, the ablated values and the fully
+    ablated model's metric (every gate of ``enabled`` closed) are computed on the first
+    evaluation, batch by batch, and kept: every later circuit costs one gated pass per
+    batch instead of four (full, corrupted, circuit, fully ablated). ``compare`` scores
+    dozens of baseline circuits on one test split, the target's threshold search a dozen
+    on validation. The ablated values are kept up to ``cache_bytes`` (0: none kept, for
+    a single evaluation that should hold no memory afterwards).
+    """
+
+    def __init__(
+        self,
+        gated: GatedModel,
+        ablator: Ablator,
+        task: Task,
+        data: PromptBatch,
+        enabled: list[str],
+        batch_size: int,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self.gated, self.ablator, self.task = gated, ablator, task
+        self.data, self.enabled, self.batch_size = data, list(enabled), batch_size
+        self.cache_bytes = cache_bytes
+        self.like = next(gated.model.parameters())
+        self.parts = data.batches(batch_size)
+        self._refs: list[_BatchReference] = []
+        self._cached_bytes = 0
+
+    def gates(self, masks: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Binary masks as gates of the enabled granularities (model dtype and device)."""
+        from .granularity import GRANULARITIES
+
+        dims = self.gated.loaded.dims
+        return {
+            g: masks[g]
+            .to(dtype=self.like.dtype, device=self.like.device)
+            .expand(GRANULARITIES[g].shape(dims))
+            for g in self.enabled
+        }
+
+    def _reference(self, index: int, part: PromptBatch) -> tuple[_BatchReference, Ablated]:
+        if index < len(self._refs):
+            ref = self._refs[index]
+            return ref, ref.ablated if ref.ablated is not None else self.ablator.values(part)
+        args = (part.clean_ids, part.attention_mask, part.answer_pos)
+        full = self.gated.plain_logits(*args)
+        ablated = self.ablator.values(part)
+        closed = self.gates({g: torch.zeros(1) for g in self.enabled})
+        none = self.gated.gated_logits(*args, gates=closed, ablated=ablated)
+        size = sum(v.numel() * v.element_size() for v in ablated.values.values())
+        keep = self._cached_bytes + size <= self.cache_bytes
+        self._cached_bytes += size if keep else 0
+        ref = _BatchReference(
+            torch.log_softmax(full.float(), -1),
+            self.task.metric(full, part).float().cpu(),
+            full.argmax(-1),
+            self.task.metric(none, part).float().cpu(),
+            ablated if keep else None,
+        )
+        self._refs.append(ref)
+        return ref, ablated
+
+    @torch.no_grad()
+    def prepare(self) -> SplitReference:
+        """Compute the references now (else on the first evaluation)."""
+        for index, part in enumerate(self.parts[len(self._refs) :], start=len(self._refs)):
+            self._reference(index, part.to(self.like.device))
+        return self
+
+    @property
+    def batches_with_ablated(self) -> int:
+        """How many batches' ablated values are kept (the rest are recorded per use)."""
+        return sum(ref.ablated is not None for ref in self._refs)
+
+    def forget_ablated(self) -> None:
+        """Drop the kept ablated values: they are recorded again for every circuit."""
+        for ref in self._refs:
+            ref.ablated = None
+        self._cached_bytes = 0
+
+    @property
+    def full_metric(self) -> Tensor:
+        return torch.cat([ref.full_metric for ref in self.prepare()._refs])
+
+    @property
+    def ablated_metric(self) -> Tensor:
+        return torch.cat([ref.ablated_metric for ref in self.prepare()._refs])
+
+    def faithfulness_defined(self) -> bool:
+        """Whether normalized faithfulness means anything on these prompts: the full model
+        scores 1 unless full and fully ablated model score too alike (then NaN)."""
+        value = estimate_faithfulness(self.full_metric, self.full_metric, self.ablated_metric)
+        return not math.isnan(value.value)
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        gates: dict[str, Tensor] | None = None,
+        circuit_logits: CircuitLogits | None = None,
+    ) -> dict[str, float]:
+        """Metrics of the circuit with ``gates`` (of the enabled granularities), or whose
+        logits ``circuit_logits(batch, ablated)`` gives (the edge phase's edge-gated pass;
+        the fully ablated model is still every gate of ``enabled`` closed, so node and
+        edge circuits are measured against the same two ends)."""
+        if circuit_logits is None:
+            if gates is None or set(gates) != set(self.enabled):
+                raise ValueError(
+                    f"gates of {sorted(gates or {})} given to a reference of {self.enabled}"
+                )
+
+            def circuit_logits(part: PromptBatch, ablated: Ablated) -> Tensor:
+                args = (part.clean_ids, part.attention_mask, part.answer_pos)
+                return self.gated.gated_logits(*args, gates=gates, ablated=ablated)
+
+        sums = _MetricSums()
+        for index, part in enumerate(self.parts):
+            part = part.to(self.like.device)
+            ref, ablated = self._reference(index, part)
+            sums.add(self.task, part, ref, circuit_logits(part, ablated))
+        return sums.metrics()
+
+    def score(self, masks: dict[str, Tensor]) -> dict[str, float]:
+        """Normalized faithfulness and KL of the binary circuit ``masks``."""
+        metrics = self.evaluate(self.gates(masks))
+        return {"faithfulness": metrics["normalized_faithfulness"], "kl": metrics["kl"]}
+
+
 def evaluate_gates(
     gated: GatedModel,
     ablator: Ablator,
@@ -121,48 +304,12 @@ def evaluate_gates(
     data: PromptBatch,
     gates: dict[str, Tensor],
     batch_size: int = 32,
-    circuit_logits: Callable[[PromptBatch, Ablated], Tensor] | None = None,
+    circuit_logits: CircuitLogits | None = None,
 ) -> dict[str, float]:
-    """Run full, circuit and fully-ablated models on ``data``; return the metrics.
-
-    ``circuit_logits(batch, ablated)`` replaces the circuit's pass (the edge phase's
-    edge-gated pass); the fully-ablated model is still every gate of ``gates`` closed,
-    so node and edge circuits are measured against the same two ends."""
-    device = gated.loaded.device
-    sums = {"kl": 0.0, "ld": 0.0, "ld_full": 0.0, "ld_abl": 0.0, "acc": 0.0, "em": 0.0}
-    closed = {g: torch.zeros_like(v) for g, v in gates.items()}
-    per_example: dict[str, list[Tensor]] = {"ld": [], "ld_full": [], "ld_abl": []}
-    for part in data.batches(batch_size):
-        part = part.to(device)
-        args = (part.clean_ids, part.attention_mask, part.answer_pos)
-        ablated = ablator.values(part)
-        full = gated.plain_logits(*args)
-        if circuit_logits is None:
-            circuit = gated.gated_logits(*args, gates=gates, ablated=ablated)
-        else:
-            circuit = circuit_logits(part, ablated)
-        none = gated.gated_logits(*args, gates=closed, ablated=ablated)
-        full_lp = torch.log_softmax(full, -1)
-        sums["kl"] += float(kl_full_to_circuit(full_lp, circuit).sum())
-        for key, logits in (("ld", circuit), ("ld_full", full), ("ld_abl", none)):
-            values = task.metric(logits, part).float().cpu()
-            sums[key] += float(values.sum())
-            per_example[key].append(values)
-        sums["acc"] += float(task.correct(circuit, part).float().sum())
-        sums["em"] += float((circuit.argmax(-1) == full.argmax(-1)).float().sum())
-    n = len(data)
-    ld, ld_full, ld_abl = sums["ld"] / n, sums["ld_full"] / n, sums["ld_abl"] / n
-    estimate = estimate_faithfulness(*(torch.cat(v) for v in per_example.values()))
-    return {
-        "kl": sums["kl"] / n,
-        "logit_diff": ld,
-        "logit_diff_full": ld_full,
-        "logit_diff_ablated": ld_abl,
-        **estimate.metrics(),
-        "accuracy": sums["acc"] / n,
-        "exact_match": sums["em"] / n,
-        "n": n,
-    }
+    """Run full, circuit and fully-ablated models on ``data``; return the metrics (one
+    evaluation that keeps nothing; a :class:`SplitReference` for many)."""
+    reference = SplitReference(gated, ablator, task, data, list(gates), batch_size, cache_bytes=0)
+    return reference.evaluate(gates, circuit_logits)
 
 
 def evaluate_circuit(
@@ -188,12 +335,16 @@ def evaluate_circuit(
     with Workbench.for_config(
         loaded, cfg, task, granularities=circuit.enabled, sizes=sizes, data_seed=seed
     ) as bench:
-        return evaluate_on(bench, circuit.gate_values(bench.like))
+        # One evaluation: nothing is kept for another.
+        gates = circuit.gate_values(bench.like)
+        return evaluate_gates(
+            bench.gated, bench.ablator, bench.task, bench.data.test, gates, bench.batch_size
+        )
 
 
 def evaluate_on(
     bench: Workbench, gates: dict[str, Tensor], split: str = "test"
 ) -> dict[str, float]:
-    """:func:`evaluate_gates` on a workbench's prompts (default: its test split)."""
-    data = getattr(bench.data, split)
-    return evaluate_gates(bench.gated, bench.ablator, bench.task, data, gates, bench.batch_size)
+    """A circuit's metrics on a workbench's prompts (default: its test split), through the
+    workbench's kept reference of that split (:meth:`Workbench.reference`)."""
+    return bench.reference(split, list(gates)).evaluate(gates)

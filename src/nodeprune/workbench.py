@@ -24,6 +24,7 @@ from .ablator import Ablator
 from .architectures.base import ModelDims
 from .closing import ClosedOnExit
 from .errors import NodepruneError
+from .evaluation import SplitReference
 from .intervention import GatedModel
 from .large_models import GATED_ATTR, attach_gated
 from .models import LoadedModel
@@ -67,6 +68,7 @@ class Workbench(ClosedOnExit):
         # Gradient checkpointing replays the gate state of these hooks (large_models.py).
         attach_gated(loaded.model, self.gated)
         self._train_logprobs: Tensor | None = None
+        self._references: dict[tuple[str, tuple[str, ...]], SplitReference] = {}
 
     @classmethod
     def for_config(
@@ -125,6 +127,26 @@ class Workbench(ClosedOnExit):
             parts.append(torch.log_softmax(logits, -1))
         return torch.cat(parts)
 
+    def reference(self, split: str, granularities: Iterable[str]) -> SplitReference:
+        """The kept evaluation reference of ``split`` ("validation" or "test") with the
+        gates of ``granularities`` (one per pair, shared by every method and run on this
+        workbench): what scoring a circuit there needs that no circuit changes."""
+        enabled = tuple(granularities)
+        key = (split, tuple(sorted(enabled)))
+        if key not in self._references:
+            data = getattr(self.data, split)
+            if data is None:
+                raise NodepruneError(f"this workbench has no {split} prompts")
+            self._references[key] = SplitReference(
+                self.gated,
+                self.ablator_for(enabled),
+                self.task,
+                data,
+                list(enabled),
+                self.batch_size,
+            )
+        return self._references[key]
+
     def ablator_for(self, granularities: Iterable[str]) -> Ablator:
         """The fitted ablator, recording only the sites that ``granularities`` gate."""
         wanted = list(granularities)
@@ -152,6 +174,7 @@ class Workbench(ClosedOnExit):
         if self._closed:
             return
         self._closed = True
+        self._references.clear()  # their recorded values are the hooked model's
         if getattr(self.loaded.model, GATED_ATTR, None) is self.gated:
             attach_gated(self.loaded.model, None)
         self.gated.remove()

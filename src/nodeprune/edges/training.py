@@ -35,7 +35,7 @@ from ..checkpoint import (
 from ..circuit import Circuit
 from ..closing import ClosedOnExit
 from ..errors import NodepruneError
-from ..evaluation import evaluate_gates
+from ..evaluation import SplitReference
 from ..gates import expected_l0, sample_gate
 from ..health import NumericalError, check_step
 from ..loop_state import BatchOrder, gate_update, loop_state, restore_loop_state
@@ -45,7 +45,6 @@ from ..targets import (
     Selection,
     SparsityController,
     Target,
-    ValidationProbe,
     select_threshold,
 )
 from ..version import __version__
@@ -69,45 +68,35 @@ class EdgeStepLog:
     validation: float | None = None
 
 
-class EdgeProbe(ValidationProbe):
-    """The validation probe of node discovery, scoring edge circuits (``{"edges": mask}``)
-    on the node circuit's nodes."""
+def edge_reference(bench: Workbench, node_gates: dict[str, Tensor], split: str) -> SplitReference:
+    """A split's evaluation reference for edge circuits of a node circuit: the fully
+    ablated end is every node gate closed, as for the node circuit; the ablated values are
+    the workbench's full ablator's (the edge phase reads every upstream node's)."""
+    data = getattr(bench.data, split)
+    return SplitReference(
+        bench.gated, bench.ablator, bench.task, data, list(node_gates), bench.batch_size
+    )
+
+
+class EdgeProbe:
+    """The validation measurements of edge circuits (``{"edges": mask}``) on the node
+    circuit's nodes, for the target controller and the threshold search."""
 
     def __init__(self, edges: EdgeModel, node_gates: dict[str, Tensor], bench: Workbench):
         assert bench.data.validation is not None
-        super().__init__(
-            bench.gated,
-            bench.ablator,
-            bench.task,
-            bench.data.validation,
-            list(node_gates),
-            bench.batch_size,
-        )
+        self.reference = edge_reference(bench, node_gates, "validation").prepare()
         self.edges, self.node_gates = edges, node_gates
 
-    @torch.no_grad()
     def score(self, masks: dict[str, Tensor]) -> dict[str, float]:
-        from ..evaluation import estimate_faithfulness
+        like = self.reference.like
+        gates = self.edges.graph.split(masks["edges"].to(like.dtype).to(like.device))
 
-        gates = self.edges.graph.split(masks["edges"].to(self.like.dtype).to(self.like.device))
-        metric, kl_sum = [], 0.0
-        for index, (part, full_lp) in enumerate(
-            zip(self.data.batches(self.batch_size), self.full_logprobs, strict=True)
-        ):
-            part = part.to(self.like.device)
-            ablated = self.ablated[index] if self.ablated else self.ablator.values(part)
-            logits = self.edges.edge_logits(
-                part.clean_ids,
-                part.attention_mask,
-                part.answer_pos,
-                self.node_gates,
-                gates,
-                ablated,
-            )
-            metric.append(self.task.metric(logits, part).float().cpu())
-            kl_sum += float(kl_full_to_circuit(full_lp, logits).sum())
-        estimate = estimate_faithfulness(torch.cat(metric), self.full_metric, self.ablated_metric)
-        return {"faithfulness": estimate.value, "kl": kl_sum / len(self.data)}
+        def logits(part: PromptBatch, ablated) -> Tensor:
+            args = (part.clean_ids, part.attention_mask, part.answer_pos)
+            return self.edges.edge_logits(*args, self.node_gates, gates, ablated)
+
+        metrics = self.reference.evaluate(circuit_logits=logits)
+        return {"faithfulness": metrics["normalized_faithfulness"], "kl": metrics["kl"]}
 
 
 def measure_edges(target: Target, masks: dict[str, Tensor], probe: object) -> float:
@@ -176,6 +165,7 @@ class EdgeDiscovery(ClosedOnExit):
         if self.target is not None:
             self.controller = SparsityController(self.target, cfg.target_rate, cfg.target_every)
         self.probe: EdgeProbe | None = None
+        self._references: dict[str, SplitReference] = {}
         self.selection: Selection | None = None
         if self.target is not None and self.target.kind != "size":
             if self.bench.data.validation is None:
@@ -281,15 +271,10 @@ class EdgeDiscovery(ClosedOnExit):
         def logits(part: PromptBatch, ablated) -> Tensor:
             return self.edge_logits(part, gates, ablated)
 
-        return evaluate_gates(
-            bench.gated,
-            bench.ablator,
-            bench.task,
-            getattr(bench.data, split),
-            self.node_gates,
-            bench.batch_size,
-            circuit_logits=logits,
-        )
+        # Kept per split: the edge curve scores one circuit per MIB size on the test split.
+        if split not in self._references:
+            self._references[split] = edge_reference(bench, self.node_gates, split)
+        return self._references[split].evaluate(circuit_logits=logits)
 
     def circuit(self) -> EdgeCircuit:
         kept = self.final_mask()
