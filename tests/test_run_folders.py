@@ -71,7 +71,9 @@ def _keep_none(monkeypatch):
     import nodeprune.splits as task_data
 
     monkeypatch.setattr(
-        task_data, "keep_correct", lambda gated, task, batch, size: batch.select(torch.arange(0))
+        task_data,
+        "keep_correct",
+        lambda gated, task, batch, size: (batch.select(torch.arange(0)), torch.zeros(0, 1)),
     )
 
 

@@ -22,7 +22,9 @@ def hooks(loaded) -> int:
 
 def _keep_none(monkeypatch):
     monkeypatch.setattr(
-        splits, "keep_correct", lambda gated, task, batch, size: batch.select(torch.arange(0))
+        splits,
+        "keep_correct",
+        lambda gated, task, batch, size: (batch.select(torch.arange(0)), torch.zeros(0, 1)),
     )
 
 
@@ -147,3 +149,39 @@ def test_a_kept_split_reference_scores_circuits_as_a_fresh_evaluation_does(
         assert reference.batches_with_ablated == len(reference.parts)
     with pytest.raises(ValueError, match="gates of"):
         reference.evaluate({enabled[0]: gates[enabled[0]]})
+
+
+def test_the_filters_full_model_logits_are_the_references_and_no_pass_repeats_them(
+    llama_model, monkeypatch
+):
+    from nodeprune.evaluation import evaluate_gates
+    from nodeprune.tasks import resolve_task
+
+    task = resolve_task("ioi")
+    # The random tiny model gets IOI wrong; keep every prompt so the filter runs on all.
+    monkeypatch.setattr(task, "correct", lambda logits, batch: torch.ones(len(batch)).bool())
+    cfg = tiny_discovery_config(filter=True, n_val=16, eval_batch_size=8)
+    with Workbench.for_config(llama_model, cfg, task) as bench:
+        assert set(bench.data.full_logits) == {"train", "validation", "test"}
+        enabled = list(bench.gated.granularities)
+        masks = _random_masks(bench, torch.Generator().manual_seed(1))
+        gates = {g: masks[g].float() for g in enabled}
+        fresh = evaluate_gates(bench.gated, bench.ablator, bench.task, bench.data.test, gates, 8)
+        fresh_train = torch.cat(
+            [
+                torch.log_softmax(
+                    bench.gated.plain_logits(p.clean_ids, p.attention_mask, p.answer_pos), -1
+                )
+                for p in bench.data.train.batches(8)
+            ]
+        )
+        plain = bench.gated.plain_logits
+        calls = []
+        monkeypatch.setattr(
+            bench.gated, "plain_logits", lambda *a, **k: calls.append(1) or plain(*a, **k)
+        )
+        kept = bench.reference("test", enabled).evaluate(gates)
+        assert torch.allclose(bench.train_logprobs, fresh_train, atol=1e-5)
+        assert calls == []  # neither the test reference nor the train log-probs ran the model
+        for key in fresh:
+            assert kept[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-6, nan_ok=True), key

@@ -173,7 +173,8 @@ class SplitReference:
 
     The full model's log-probs, metric and top-1 token, the ablated values and the fully
     ablated model's metric (every gate of ``enabled`` closed) are computed on the first
-    evaluation, batch by batch, and kept: every later circuit costs one gated pass per
+    evaluation, batch by batch (the full model's logits taken from ``full_logits`` when
+    given: the filter's), and kept: every later circuit costs one gated pass per
     batch instead of four (full, corrupted, circuit, fully ablated). ``compare`` scores
     dozens of baseline circuits on one test split, the target's threshold search a dozen
     on validation. The ablated values are kept up to ``cache_bytes`` (0: none kept, for
@@ -189,6 +190,7 @@ class SplitReference:
         enabled: list[str],
         batch_size: int,
         cache_bytes: int = CACHE_BYTES,
+        full_logits: Tensor | None = None,
     ) -> None:
         self.gated, self.ablator, self.task = gated, ablator, task
         self.data, self.enabled, self.batch_size = data, list(enabled), batch_size
@@ -197,6 +199,12 @@ class SplitReference:
         self.parts = data.batches(batch_size)
         self._refs: list[_BatchReference] = []
         self._cached_bytes = 0
+        if full_logits is not None and len(full_logits) != len(data):
+            raise ValueError(
+                f"{len(full_logits)} rows of full-model logits for {len(data)} prompts"
+            )
+        #: The full model's answer logits when already known (the filter's), else None.
+        self.full_logits = full_logits
 
     def gates(self, masks: dict[str, Tensor]) -> dict[str, Tensor]:
         """Binary masks as gates of the enabled granularities (model dtype and device)."""
@@ -215,7 +223,11 @@ class SplitReference:
             ref = self._refs[index]
             return ref, ref.ablated if ref.ablated is not None else self.ablator.values(part)
         args = (part.clean_ids, part.attention_mask, part.answer_pos)
-        full = self.gated.plain_logits(*args)
+        if self.full_logits is None:
+            full = self.gated.plain_logits(*args)
+        else:
+            start = index * self.batch_size
+            full = self.full_logits[start : start + len(part)].to(self.like.device)
         ablated = self.ablator.values(part)
         closed = self.gates({g: torch.zeros(1) for g in self.enabled})
         none = self.gated.gated_logits(*args, gates=closed, ablated=ablated)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
 from .errors import NodepruneError
 from .fsutil import warn
@@ -22,6 +23,10 @@ class TaskData:
     test: PromptBatch
     #: per split: examples generated, and kept after filtering
     counts: dict[str, dict[str, int]]
+    #: per split, the full model's logits at the answer positions ([n, vocab], float32,
+    #: CPU) when filtering computed them: the reference outputs of training and evaluation
+    #: reuse them instead of another full pass over each split.
+    full_logits: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,16 +53,19 @@ def generate_split(task: Task, split: str, n: int, seed: int, tokenizer: object)
 
 
 @torch.no_grad()
-def keep_correct(gated: GatedModel, task: Task, batch: PromptBatch, batch_size: int) -> PromptBatch:
-    """The examples that the full model answers correctly."""
+def keep_correct(
+    gated: GatedModel, task: Task, batch: PromptBatch, batch_size: int
+) -> tuple[PromptBatch, Tensor]:
+    """The examples that the full model answers correctly, and its answer logits on them."""
     device = gated.loaded.device
-    keep = []
+    keep, answer_logits = [], []
     for part in batch.batches(batch_size):
         part = part.to(device)
         logits = gated.plain_logits(part.clean_ids, part.attention_mask, part.answer_pos)
         keep.append(task.correct(logits, part).cpu())
+        answer_logits.append(logits.float().cpu())
     index = torch.cat(keep).nonzero().flatten()
-    return batch.select(index)
+    return batch.select(index), torch.cat(answer_logits)[index]
 
 
 def held_out(
@@ -91,6 +99,7 @@ def build_task_data(
     tokenizer = gated.loaded.tokenizer
     out: dict[str, PromptBatch | None] = {}
     counts: dict[str, dict[str, int]] = {}
+    full_logits: dict[str, Tensor] = {}
     train_prompts: set[str] = set()
     for split in SPLITS:
         n = sizes.get(split, 0)
@@ -105,7 +114,7 @@ def build_task_data(
         batch = task.encode(examples, tokenizer)  # with the task's metric extras
         generated = len(batch)
         if filter_correct:
-            batch = keep_correct(gated, task, batch, batch_size)
+            batch, full_logits[split] = keep_correct(gated, task, batch, batch_size)
         counts[split] = {"generated": generated, "kept": len(batch)}
         if len(batch) == 0:
             raise NodepruneError(
@@ -115,4 +124,4 @@ def build_task_data(
             )
         out[split] = batch
     assert out["train"] is not None and out["test"] is not None
-    return TaskData(out["train"], out["validation"], out["test"], counts)
+    return TaskData(out["train"], out["validation"], out["test"], counts, full_logits)

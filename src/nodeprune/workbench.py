@@ -120,6 +120,9 @@ class Workbench(ClosedOnExit):
 
     @torch.no_grad()
     def _reference_logprobs(self) -> Tensor:
+        logits = self.data.full_logits.get("train")
+        if logits is not None:  # computed by the filter
+            return torch.log_softmax(logits.to(self.device), -1)
         parts = []
         for part in self.data.train.batches(self.batch_size):
             part = part.to(self.device)
@@ -144,6 +147,7 @@ class Workbench(ClosedOnExit):
                 data,
                 list(enabled),
                 self.batch_size,
+                full_logits=self.data.full_logits.get(split),
             )
         return self._references[key]
 
