@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         circuits.append(circuit)
+    if len(circuits) < 2:  # one seed (a lane of a split benchmark): nothing to compare yet
+        return 0
     result = stability(circuits)
     result["settings"] = settings
     save_stability(result, out / "stability.json")
