@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from nodeprune import DiscoveryConfig, load_model
     from nodeprune.compare import CompareOptions, Comparison
     from nodeprune.config import COMMAND_TARGET
+    from nodeprune.methods import DEFAULT_CURVE_SCALES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -57,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curve-targets", type=float, nargs="*", default=[])
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE discover setting")
     p.add_argument("--random-draws", type=int, default=3)
+    p.add_argument(
+        "--curve-scales",
+        type=float,
+        nargs="*",
+        default=None,
+        help="sizes of the baselines' curve points (default: compare's with --curve-targets, "
+        "else none: the claim needs only the matched sizes, and each point is a test pass)",
+    )
     p.add_argument("--out", default="runs/bench-claims")
     args = p.parse_args(argv)
     settings = dict(parse_setting(s) for s in args.set)
@@ -71,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = DiscoveryConfig.from_dict(
             {"model": args.model, "task": task, "target_faithfulness": args.target, **settings}
         ).validate()
+        scales = args.curve_scales
+        if scales is None:
+            scales = list(DEFAULT_CURVE_SCALES) if args.curve_targets else []
         options = CompareOptions(
-            random_draws=args.random_draws, curve_targets=list(args.curve_targets), progress=False
+            random_draws=args.random_draws,
+            curve_targets=list(args.curve_targets),
+            curve_scales=scales,
+            progress=False,
         )
         started = time.perf_counter()
         comparison = Comparison(loaded, cfg, options)
