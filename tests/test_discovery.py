@@ -11,7 +11,7 @@ from conftest import tiny_discovery_config
 
 from nodeprune import Circuit, Discovery
 from nodeprune.circuit import make_consistent
-from nodeprune.evaluation import evaluate_circuit
+from nodeprune.workbench import evaluate_circuit
 
 
 def _config(**kw):

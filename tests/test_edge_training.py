@@ -18,8 +18,8 @@ from nodeprune.edges.circuit import EdgeCircuit
 from nodeprune.edges.config import EdgeConfig
 from nodeprune.edges.training import EdgeDiscovery, edge_workbench
 from nodeprune.errors import NodepruneError
-from nodeprune.evaluation import evaluate_circuit
 from nodeprune.models import wrap_model
+from nodeprune.workbench import evaluate_circuit
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from eap_reader import read_eap_graph
 from transformers import GPT2LMHeadModel
 
 from nodeprune.circuit import Circuit, full_masks, make_consistent
-from nodeprune.evaluation import evaluate_circuit
 from nodeprune.export import eap_graph, tl_hooks
 from nodeprune.models import wrap_model
+from nodeprune.workbench import evaluate_circuit
 
 KEYS = ("logit_diff", "kl", "normalized_faithfulness")
 EAP_GRANULARITIES = ("embedding", "attention_head", "mlp_block", "mlp_output")

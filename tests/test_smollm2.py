@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nodeprune import Circuit, Discovery, DiscoveryConfig
-from nodeprune.evaluation import evaluate_circuit
+from nodeprune.workbench import evaluate_circuit
 
 pytestmark = pytest.mark.slow
 

@@ -33,3 +33,26 @@ def test_target_line_reports_validation_and_warns_on_a_test_miss():
     assert "WARNING: the test faithfulness" not in text
     c.metrics = {"normalized_faithfulness": 0.8}
     assert "WARNING: the test faithfulness 0.8000" in circuit_summary(c)
+
+
+def test_a_run_says_where_its_time_went(llama_model):
+    import time
+
+    from conftest import tiny_discovery_config
+
+    from nodeprune import Discovery
+    from nodeprune.summary import PHASES, circuit_summary
+
+    started = time.perf_counter()
+    cfg = tiny_discovery_config(steps=4, n_val=16, target_kl=0.5, target_every=2)
+    with Discovery(llama_model, cfg) as run:
+        circuit = run.run(progress=False)
+    wall = time.perf_counter() - started
+    timings = circuit.timings
+    assert {key for key, _ in PHASES} | {"measure_seconds"} <= set(timings)
+    assert all(value >= 0 for value in timings.values())
+    assert timings["measure_seconds"] > 0  # two measurements at steps 2 (and not 4, the last)
+    assert timings["measure_seconds"] <= timings["train_seconds"]  # they are part of training
+    assert sum(timings[key] for key, _ in PHASES) <= wall + 0.05
+    assert "time: set-up" in circuit_summary(circuit)
+    assert "validation measurements" in circuit_summary(circuit)

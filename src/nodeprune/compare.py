@@ -48,7 +48,6 @@ from .config import DiscoveryConfig, config_with
 from .curves import curve_point, curves_document, mean_point
 from .discovery import Discovery
 from .errors import NodepruneError
-from .evaluation import evaluate_on
 from .granularity import GRANULARITIES, granularities_for_model, where
 from .methods import DEFAULT_CURVE_SCALES, METHODS
 from .models import LoadedModel
@@ -160,7 +159,7 @@ class Comparison(ClosedOnExit):
             g: masks[g].to(dtype=self.like.dtype, device=self.like.device)
             for g in self.eval_granularities
         }
-        return evaluate_on(self.bench, gates)
+        return self.bench.evaluate(gates)
 
     def discover(
         self, granularities: list[str], lam: float | None = None, target: float | None = None

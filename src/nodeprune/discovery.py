@@ -91,6 +91,7 @@ class Discovery(ClosedOnExit):
         task: Task | None = None,
         data: TaskData | None = None,
     ) -> None:
+        set_up_started = time.perf_counter()
         config = config.validate()
         fitted = granularities_for_model(config.granularities, source.dims)
         if fitted != config.granularities:  # the default set or all, on this model
@@ -117,6 +118,14 @@ class Discovery(ClosedOnExit):
         except BaseException:
             self.close()  # as for a failed data set-up (Workbench)
             raise
+        #: Where the wall time goes (the circuit file's ``timings``): the set-up (an own
+        #: workbench's prompts, filter and references included), the controller's
+        #: validation measurements (part of the training time), the final selection.
+        self.phase_seconds = {
+            "setup_seconds": time.perf_counter() - set_up_started,
+            "measure_seconds": 0.0,
+            "selection_seconds": 0.0,
+        }
 
     def _set_up(self) -> None:
         config, loaded = self.config, self.loaded
@@ -214,7 +223,10 @@ class Discovery(ClosedOnExit):
     def _measure_target(self) -> float:
         """The target's quantity for the binarised circuit at the current gates."""
         assert self.target is not None
-        return measure(self.target, self.masks_at(0.0), self.probe)
+        started = time.perf_counter()
+        value = measure(self.target, self.masks_at(0.0), self.probe)
+        self.phase_seconds["measure_seconds"] += time.perf_counter() - started
+        return value
 
     def _autocast(self) -> AbstractContextManager[object]:
         dtype = AUTOCAST_DTYPES[self.config.autocast]
@@ -351,9 +363,11 @@ class Discovery(ClosedOnExit):
         if self.target is None:
             return self.masks_at(0.0)
         if self.selection is None:
+            started = time.perf_counter()
             self.selection = select_threshold(
                 self.target, self.gates.log_alphas(), self.masks_at, self.probe
             )
+            self.phase_seconds["selection_seconds"] = time.perf_counter() - started
         return self.masks_at(self.selection.threshold)
 
     def circuit(self) -> Circuit:

@@ -3,13 +3,13 @@ test prompts, with what its file records of the run."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
 
 from .checkpoint import TASK_CHECKSUM, task_file_sha256
 from .circuit import Circuit
-from .evaluation import evaluate_on
 from .export_eap import BOS_KEY, prompts_start_with_bos
 from .granularity import GRANULARITIES
 
@@ -32,7 +32,9 @@ def read_circuit(run: Any) -> Circuit:
         config=cfg.to_dict(),
         model_revision=run.loaded.revision,
     )
-    c.metrics = evaluate_on(run.bench, c.gate_values(run.gates.log_alpha))
+    started = time.perf_counter()
+    c.metrics = run.bench.evaluate(c.gate_values(run.gates.log_alpha))
+    test_seconds = time.perf_counter() - started
     with torch.no_grad():
         # Continuous scores (final log-alpha) of the coarse nodes, for ROC curves
         # against reference circuits; neuron-level scores are too many to store.
@@ -69,5 +71,10 @@ def read_circuit(run: Any) -> Circuit:
         # Every circuit of a task file (library and sweeps too, not only `discover`)
         # carries its content's checksum, so `evaluate` can refuse an edited file.
         c.extra[TASK_CHECKSUM] = sha
-    c.timings = {"train_seconds": round(run.train_seconds, 2)}
+    # A resumed run's set-up and measurements are this process's; training is all steps'.
+    phases = {**run.phase_seconds, "test_seconds": test_seconds}
+    c.timings = {
+        "train_seconds": round(run.train_seconds, 2),
+        **{k: round(v, 2) for k, v in phases.items()},
+    }
     return c

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -15,9 +14,6 @@ from .intervention import Ablated, GatedModel
 from .objective import kl_full_to_circuit
 from .prompts import PromptBatch
 from .tasks.base import Task
-
-if TYPE_CHECKING:
-    from .workbench import Workbench
 
 METRIC_KEYS = (
     "kl",
@@ -322,41 +318,3 @@ def evaluate_gates(
     evaluation that keeps nothing; a :class:`SplitReference` for many)."""
     reference = SplitReference(gated, ablator, task, data, list(gates), batch_size, cache_bytes=0)
     return reference.evaluate(gates, circuit_logits)
-
-
-def evaluate_circuit(
-    loaded,
-    circuit,
-    seed: int | None = None,
-    n_test: int | None = None,
-    task: Task | None = None,
-    check_name: bool = True,
-) -> dict[str, float]:
-    """Recompute a saved circuit's metrics: by default on the same held-out test
-    prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones.
-    ``check_name=False`` accepts the same model under another name or path."""
-    from .config import DiscoveryConfig, config_with
-    from .tasks import resolve_task
-    from .workbench import Workbench
-
-    circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)
-    saved = DiscoveryConfig.from_saved(circuit.config, source="circuit config").validate()
-    cfg = config_with(saved, {"ablation": circuit.ablation})
-    task = task or resolve_task(circuit.task, cfg.task_file)
-    sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}  # no validation prompts
-    with Workbench.for_config(
-        loaded, cfg, task, granularities=circuit.enabled, sizes=sizes, data_seed=seed
-    ) as bench:
-        # One evaluation: nothing is kept for another.
-        gates = circuit.gate_values(bench.like)
-        return evaluate_gates(
-            bench.gated, bench.ablator, bench.task, bench.data.test, gates, bench.batch_size
-        )
-
-
-def evaluate_on(
-    bench: Workbench, gates: dict[str, Tensor], split: str = "test"
-) -> dict[str, float]:
-    """A circuit's metrics on a workbench's prompts (default: its test split), through the
-    workbench's kept reference of that split (:meth:`Workbench.reference`)."""
-    return bench.reference(split, list(gates)).evaluate(gates)

@@ -117,7 +117,28 @@ def circuit_summary(circuit: Circuit) -> str:
     target = target_line(circuit)
     experts = expert_table(circuit)
     experts = f"\n\nrouted experts kept, per layer:\n{experts}" if experts else ""
-    return f"{head}\n\n{granularity_table(circuit)}{experts}\n\n{metrics}{target}{warn}"
+    took = timing_line(circuit.timings)
+    return f"{head}\n\n{granularity_table(circuit)}{experts}\n\n{metrics}{target}{warn}{took}"
+
+
+#: The phases of a run's wall time, as the circuit file's ``timings`` name them.
+PHASES = (
+    ("setup_seconds", "set-up"),
+    ("train_seconds", "training"),
+    ("selection_seconds", "selection"),
+    ("test_seconds", "test"),
+)
+
+
+def timing_line(timings: dict[str, float]) -> str:
+    """Where a run's time went, when its file says (older files time the training only)."""
+    parts = [f"{label} {timings[key]:.0f} s" for key, label in PHASES if key in timings]
+    if len(parts) < 2:
+        return ""
+    measured = timings.get("measure_seconds")
+    if measured:
+        parts[1] += f" (of it {measured:.0f} s validation measurements)"
+    return "\n\ntime: " + ", ".join(parts)
 
 
 #: How far the test faithfulness may fall from a faithfulness target before the summary

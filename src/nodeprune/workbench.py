@@ -24,7 +24,7 @@ from .ablator import Ablator
 from .architectures.base import ModelDims
 from .closing import ClosedOnExit
 from .errors import NodepruneError
-from .evaluation import SplitReference
+from .evaluation import SplitReference, evaluate_gates
 from .intervention import GatedModel
 from .large_models import GATED_ATTR, attach_gated
 from .models import LoadedModel
@@ -151,6 +151,11 @@ class Workbench(ClosedOnExit):
             )
         return self._references[key]
 
+    def evaluate(self, gates: dict[str, Tensor], split: str = "test") -> dict[str, float]:
+        """A circuit's metrics on a split (default: test), through the split's kept
+        reference (:meth:`reference`)."""
+        return self.reference(split, list(gates)).evaluate(gates)
+
     def ablator_for(self, granularities: Iterable[str]) -> Ablator:
         """The fitted ablator, recording only the sites that ``granularities`` gate."""
         wanted = list(granularities)
@@ -182,3 +187,31 @@ class Workbench(ClosedOnExit):
         if getattr(self.loaded.model, GATED_ATTR, None) is self.gated:
             attach_gated(self.loaded.model, None)
         self.gated.remove()
+
+
+def evaluate_circuit(
+    loaded,
+    circuit,
+    seed: int | None = None,
+    n_test: int | None = None,
+    task: Task | None = None,
+    check_name: bool = True,
+) -> dict[str, float]:
+    """Recompute a saved circuit's metrics: by default on the same held-out test
+    prompts as at discovery (same seed and sizes); with ``seed``, on fresh ones.
+    ``check_name=False`` accepts the same model under another name or path."""
+    from .config import DiscoveryConfig, config_with
+
+    circuit.check_matches(loaded.dims, loaded.name, check_name=check_name)
+    saved = DiscoveryConfig.from_saved(circuit.config, source="circuit config").validate()
+    cfg = config_with(saved, {"ablation": circuit.ablation})
+    task = task or resolve_task(circuit.task, cfg.task_file)
+    sizes = {"train": cfg.n_train, "test": n_test or cfg.n_test}  # no validation prompts
+    with Workbench.for_config(
+        loaded, cfg, task, granularities=circuit.enabled, sizes=sizes, data_seed=seed
+    ) as bench:
+        # One evaluation: nothing is kept for another.
+        gates = circuit.gate_values(bench.like)
+        return evaluate_gates(
+            bench.gated, bench.ablator, bench.task, bench.data.test, gates, bench.batch_size
+        )

@@ -23,9 +23,9 @@ from nodeprune.edges.curve import edge_curve
 from nodeprune.edges.export import _child_key, edge_eap_graph
 from nodeprune.edges.training import EdgeDiscovery, edge_workbench
 from nodeprune.errors import NodepruneError
-from nodeprune.evaluation import evaluate_circuit
 from nodeprune.export_mib import mib_graph
 from nodeprune.models import wrap_model
+from nodeprune.workbench import evaluate_circuit
 
 PARALLEL = {"gpt_neox": True, "phi": True, "gemma2": False, "olmo2": False}
 

@@ -10,7 +10,7 @@ from conftest import tiny_discovery_config
 
 from nodeprune import Circuit, Discovery
 from nodeprune.errors import NodepruneError
-from nodeprune.evaluation import evaluate_circuit
+from nodeprune.workbench import evaluate_circuit
 
 NAMES = ["Mary", "John", "Alice", "Henry", "Lucy", "Eric", "Sam", "Ben", "Max", "Jane"]
 

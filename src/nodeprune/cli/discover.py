@@ -86,11 +86,11 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..circuit import Circuit
-    from ..evaluation import evaluate_circuit
     from ..models import load_model
     from ..runcost import warn_large_evaluation
     from ..runs import check_circuit_task_file
     from ..summary import metrics_table, task_metric_label
+    from ..workbench import evaluate_circuit
 
     circuit = Circuit.load(args.circuit)
     check_circuit_task_file(circuit, args.circuit)
