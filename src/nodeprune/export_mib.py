@@ -50,7 +50,7 @@ the circuit was found with.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -69,6 +69,9 @@ from .export_eap import (
     resolve_parallel,
 )
 from .granularity import GRANULARITIES, where
+
+if TYPE_CHECKING:
+    from .edges.attribution import EdgeAttribution
 
 #: MIB's task names (folder spelling: hyphens).
 MIB_TASKS = (
@@ -102,6 +105,8 @@ RULES = ("membership", "node gates", "neuron gates", "EAP-IG order")
 #: The same with an edge circuit's gates in front.
 EDGE_RULES = ("edge circuit", "membership", "edge gates", "node gates", "neuron gates",
               "EAP-IG order")  # fmt: skip
+#: The rule edge attribution adds, just before EAP-IG's order.
+ATTRIBUTION_RULE = "edge attribution"
 IMPORTANCE_FILE = "importances.json"
 
 
@@ -240,9 +245,11 @@ def mib_graph(
     mib_task: str | None = None,
     mib_model: str | None = None,
     edges: EdgeCircuit | None = None,
+    attribution: EdgeAttribution | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(folder name ``<task>_<model>``, the importance file's JSON); ``edges``: an edge
-    circuit of ``circuit`` whose gates rank the edges first."""
+    circuit of ``circuit`` whose gates rank the edges first; ``attribution``: the edge
+    attribution of the circuit's model, the last rule before EAP-IG's order."""
     folder = f"{mib_task_name(circuit, mib_task)}_{mib_model_name(circuit, mib_model)}"
     dims = circuit.dims
     parallel = resolve_parallel(circuit, parallel_attn_mlp)
@@ -261,6 +268,9 @@ def mib_graph(
         rules = EDGE_RULES
         in_graph, edge_gate, node_in = _edge_keys(circuit, edges, eap, parallel, kept)
         edge_keys = [in_graph, edge_keys[0], edge_gate, *edge_keys[1:]]
+    if attribution is not None:
+        rules = (*rules[:-1], ATTRIBUTION_RULE, rules[-1])
+        edge_keys.append(_attribution_key(attribution, eap, parallel))
     edge_order, edge_scores = _rank_scores(edge_keys)
 
     names = [n for n in eap_node_names(dims.n_layers, dims.n_heads) if n != "logits"]
@@ -294,9 +304,12 @@ def mib_graph(
             + "node-circuit membership, then "
             + ("the edge gate, then " if edges is not None else "")
             + "the smaller node score of its two ends, then parent output x child input "
-            "neuron-gate mass, then EAP-IG's edge order (see nodeprune.export_mib)",
+            "neuron-gate mass, then "
+            + ("the absolute edge attribution, then " if attribution is not None else "")
+            + "EAP-IG's edge order (see nodeprune.export_mib)",
             "ranking_rules": list(rules),
             "edge_gates": "the edge phase's final log-alphas" if edges is not None else None,
+            "edge_attribution": attribution.metadata() if attribution is not None else None,
             "neuron_gates": "final log-alphas (checkpoint)"
             if log_alphas is not None
             else "kept-neuron fractions (no checkpoint with the final log-alphas)",
@@ -336,6 +349,26 @@ def _edge_keys(
     gate = np.array([1 / (1 + np.exp(-gates[n][1])) if n in gates else 0.0 for n in names])
     touched = touched_nodes([n for n in names if n in gates and gates[n][0]])
     return member, gate, {n: kept[n] and n in touched for n in kept}
+
+
+def _attribution_key(
+    attribution: EdgeAttribution, eap: list[tuple[str, str, str]], parallel: bool
+) -> np.ndarray:
+    """The absolute edge attribution of every EAP-IG edge."""
+    if attribution.parallel != parallel:
+        found = "parallel" if attribution.parallel else "sequential"
+        raise NodepruneError(
+            f"the model's attention/MLP blocks are {found} and the export asks for the other "
+            f"graph; pass --{'' if attribution.parallel else 'no-'}parallel-attn-mlp"
+        )
+    names = [f"{p}->{c}{s}" for p, c, s in eap]
+    missing = [n for n in names if n not in attribution.scores]
+    if missing:
+        raise NodepruneError(
+            f"the edge attribution has no score for {len(missing)} edges (e.g. {missing[0]}); "
+            "it was computed for another model"
+        )
+    return np.abs(np.array([attribution.scores[n] for n in names], dtype=float))
 
 
 def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:
