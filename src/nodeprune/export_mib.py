@@ -25,22 +25,32 @@ edges at a size cutoff to the sort's whim. Edges are ranked by, in turn:
    final log-alphas come from the run folder's checkpoint (written after the last step);
    without one, each neuron counts 1 when kept and 0 when pruned (the kept fraction).
    Granularities that were not gated count 1 per kept neuron;
-4. EAP-IG's own edge order (parents nearer the input first; ``<q>``, ``<k>``, ``<v>``).
-   It decides only between edges equal on 1-3, such as the query, key and value edges
-   of one parent and head: nodeprune gates nothing on a head's inputs.
+4. the edge attribution (``nodeprune.edges.attribution``; the command computes it unless
+   ``--no-attribution``): each edge's first-order effect on the task metric, the
+   gradient of the mean metric with respect to its edge gate at every node of the model
+   a candidate and every edge open (edge attribution patching: the parent's clean minus
+   ablated output times the gradient at the child's input, a head's query, key and value
+   inputs apart), on the first ``--attribution-prompts`` train prompts of the run, ranked
+   by its absolute value. It tells apart the query, key and value edges of one parent
+   and head, on which nodeprune's node gates act alike;
+5. EAP-IG's own edge order (parents nearer the input first; ``<q>``, ``<k>``, ``<v>``).
+   It decides only between edges equal on 1-4: with the attribution, edges with no
+   effect at all (the embedding's edges into what reads only the answer position, where
+   clean and corrupted tokens agree) and, under grouped-query attention, the EAP-IG
+   edges into one key/value head's query heads, which are one edge of the model.
 
 **With an edge circuit** (``nodeprune edges RUN`` wrote ``RUN/edges/edge_circuit.json``
 for this node circuit), the learned edge gates come first: (0) the edge circuit's kept
 edges, so MIB's circuit at the edge circuit's size is the edge circuit; then (1)
 membership; then the edge gates themselves, the sigmoid of each candidate edge's final
 log-alpha (edges between kept nodes; the others count 0), which tell apart the query,
-key and value inputs of a head; then rules 2-4.
+key and value inputs of a head; then rules 2-5.
 
 The scores written are the ranks, ``(N - r) / N`` for the edge at rank r of N: distinct
 (also as float32, which EAP-IG loads them into), positive, so MIB's top-n is exactly this
 order whether or not it ranks by absolute value. ``metadata.cutoffs`` says, for each of
 MIB's sizes, which rule above separates the last edge in from the first edge out. Node
-scores are ranked the same way (rules 1-4 on the node itself), for MIB's node level.
+scores are ranked the same way (rules 1-3 and 5 on the node itself), for MIB's node level.
 
 **BOS.** EAP-IG (and so MIB) prepends a BOS token to every prompt; nodeprune uses the
 prompts as the tokenizer encodes them. ``metadata.prompts_start_with_bos`` says which
@@ -100,7 +110,8 @@ HF_TO_MIB = {
 }
 #: The sizes MIB scores an importance file at, as fractions of the edges.
 MIB_EDGE_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-#: The rules of the edge order, in the order they apply (see the module docstring).
+#: The rules of the edge order, in the order they apply (see the module docstring);
+#: with an edge attribution, ATTRIBUTION_RULE comes just before the last.
 RULES = ("membership", "node gates", "neuron gates", "EAP-IG order")
 #: The same with an edge circuit's gates in front.
 EDGE_RULES = ("edge circuit", "membership", "edge gates", "node gates", "neuron gates",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..circuit import Circuit
 from ..errors import NodepruneError
 from ..prompts import PromptBatch
 from ..workbench import Workbench
@@ -101,3 +102,18 @@ def edge_attribution(bench: Workbench, prompts: int) -> EdgeAttribution:
     return EdgeAttribution(
         {name: scores[i] for name, i in index.items()}, len(data), edges.graph.parallel
     )
+
+
+def circuit_attribution(node: Circuit, prompts: int) -> EdgeAttribution:
+    """The edge attribution for a saved node circuit: its model (loaded with its run's
+    dtype and device) on the first ``prompts`` train prompts of its run's workbench (task,
+    ablation, prompt seed and sizes as the circuit's config says)."""
+    from ..models import load_model
+    from .training import edge_workbench
+
+    saved = node.config
+    loaded = load_model(
+        node.model, dtype=saved.get("dtype", "float32"), device=saved.get("device", "cpu")
+    )
+    with edge_workbench(loaded, node) as bench:
+        return edge_attribution(bench, prompts)
