@@ -369,3 +369,13 @@ def test_an_attribution_of_the_other_graph_is_refused(attributed_run):
     fewer = EdgeAttribution(dict(list(attribution.scores.items())[1:]), 8, parallel=False)
     with pytest.raises(NodepruneError, match="no score for 1 edges"):
         mib_graph(circuit, log_alphas=la, mib_model="tiny", attribution=fewer)
+
+
+def test_bad_mib_names_fail_before_any_model_is_loaded(tmp_path, capsys):
+    # The circuit's model does not exist: the name error must come first, not the load.
+    la = _log_alphas(TINY)
+    run = tmp_path / "run"
+    _circuit(TINY, la, model=str(tmp_path / "gone")).save(run / "circuit.json")
+    assert main(["export", str(run), "--format", "mib", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "--mib-model" in err and "--no-attribution" not in err

@@ -84,7 +84,13 @@ def _export_mib(
     from ..edges.circuit import edge_circuit_for
     from ..errors import NodepruneError
     from ..export import BOS_KEY
-    from ..export_mib import final_log_alphas, order_decided_sizes, write_mib
+    from ..export_mib import (
+        final_log_alphas,
+        mib_model_name,
+        mib_task_name,
+        order_decided_sizes,
+        write_mib,
+    )
 
     if not args.out:
         raise NodepruneError(
@@ -96,6 +102,8 @@ def _export_mib(
         edges, edge_source = edge_circuit_for(circuit, run)
     else:
         edge_source = "the edge circuit given"
+    mib_task_name(circuit, args.mib_task)  # bad names fail before the model is loaded
+    mib_model_name(circuit, args.mib_model)
     attribution = None if args.no_attribution else _attribution(circuit, args.attribution_prompts)
     written, doc = write_mib(
         circuit,
