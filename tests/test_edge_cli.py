@@ -89,12 +89,14 @@ def test_the_mib_submission_of_a_run_with_an_edge_circuit_ranks_by_its_edge_gate
     edges = _edge_circuit(node_run)
     capsys.readouterr()
     assert main(["export", str(node_run), "--format", "mib", "--mib-task", "ioi",
-                 "--mib-model", "interpbench", "--out", str(tmp_path)]) == 0  # fmt: skip
+                 "--mib-model", "interpbench", "--out", str(tmp_path),
+                 "--no-attribution"]) == 0  # fmt: skip
     assert "edge gates: the edge circuit in" in capsys.readouterr().err
     doc = json.loads((tmp_path / "ioi_interpbench" / IMPORTANCE_FILE).read_text())
     assert doc["metadata"]["ranking_rules"] == list(EDGE_RULES)
-    # On this run no cutoff is left to EAP-IG's order (without the edge circuit, the
-    # q/k/v edges of a head tie on everything the node gates learn).
+    # On this run no cutoff is left to EAP-IG's order even without the edge attribution
+    # (without the edge circuit, the q/k/v edges of a head tie on everything the node
+    # gates learn).
     assert order_decided_sizes(doc) == []
     # The circuit in the file is the edge circuit (as its own EAP-IG export has it), and
     # MIB's top-n at its size takes exactly it.
@@ -114,7 +116,8 @@ def test_the_mib_submission_of_a_run_with_an_edge_circuit_ranks_by_its_edge_gate
     again = tmp_path / "again"
     path = node_run / EDGES_DIR / EDGE_CIRCUIT_FILE
     assert main(["export", str(path), "--format", "mib", "--mib-task", "ioi",
-                 "--mib-model", "interpbench", "--out", str(again)]) == 0  # fmt: skip
+                 "--mib-model", "interpbench", "--out", str(again),
+                 "--no-attribution"]) == 0  # fmt: skip
     redo = json.loads((again / "ioi_interpbench" / IMPORTANCE_FILE).read_text())
     assert redo["edges"] == doc["edges"]
 

@@ -17,7 +17,13 @@ from nodeprune.circuit import Circuit, full_masks, make_consistent
 from nodeprune.cli import main
 from nodeprune.errors import NodepruneError
 from nodeprune.export import BOS_KEY, eap_graph, prompts_start_with_bos, write_export
-from nodeprune.export_mib import MIB_EDGE_FRACTIONS, final_log_alphas, mib_graph
+from nodeprune.export_mib import (
+    MIB_EDGE_FRACTIONS,
+    RULES,
+    final_log_alphas,
+    mib_graph,
+    order_decided_sizes,
+)
 from nodeprune.granularity import GRANULARITIES
 
 GPT2 = ModelDims(n_layers=12, n_heads=12, head_dim=64, d_model=768, d_mlp=3072, n_kv_heads=12)
@@ -200,12 +206,14 @@ def test_cli_writes_the_submission_from_a_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
     _circuit(TINY, la, model="tiny", **{BOS_KEY: False}).save(run / "circuit.json")
     _checkpoint(run, la)
-    argv = ["export", str(run), "--format", "mib", "--mib-model", "tiny"]
+    argv = ["export", str(run), "--format", "mib", "--mib-model", "tiny", "--no-attribution"]
     assert main([*argv, "--out", str(tmp_path / "sub")]) == 0
     err = capsys.readouterr().err
     assert "final log-alphas" in err and "without one" in err
     doc = json.loads((tmp_path / "sub" / "ioi_tiny" / "importances.json").read_text())
     assert doc["metadata"]["neuron_gates"] == "final log-alphas (checkpoint)"
+    assert doc["metadata"]["edge_attribution"] is None
+    assert doc["metadata"]["ranking_rules"] == list(RULES)
     assert main(argv) == 2  # no --out: a folder is needed
     assert "--out FOLDER" in capsys.readouterr().err
 
@@ -224,6 +232,49 @@ def test_a_discovery_run_exports_with_its_checkpoint_and_bos_record(tiny_llama_d
     doc = json.loads((tmp_path / "sub" / "ioi_tiny" / "importances.json").read_text())
     assert doc["metadata"][BOS_KEY] is False
     assert doc["metadata"]["neuron_gates"] == "final log-alphas (checkpoint)"
+    # The edge attribution is on by default: the run's model, on its 16 train prompts
+    # (fewer than the default 32).
+    assert doc["metadata"]["edge_attribution"]["prompts"] == 16
+    assert "edge attribution" in doc["metadata"]["ranking_rules"]
+
+
+def test_export_ranks_by_the_runs_edge_attribution_end_to_end(tiny_llama_dir, tmp_path, capsys):
+    from nodeprune.edges.attribution import circuit_attribution
+    from nodeprune.export_mib import ATTRIBUTION_RULE
+
+    run = tmp_path / "run"
+    fast = ["--steps", "4", "--n-train", "16", "--n-val", "0", "--n-test", "8", "--no-filter",
+            "--batch-size", "8", "--eval-batch-size", "16", "--quiet"]  # fmt: skip
+    assert main(["discover", "--model", str(tiny_llama_dir), "--out", str(run), *fast]) == 0
+    export = ["export", str(run), "--format", "mib", "--mib-model", "tiny", "--mib-task", "ioi"]
+    out = tmp_path / "sub" / "ioi_tiny" / "importances.json"
+    capsys.readouterr()
+    assert main([*export, "--out", str(tmp_path / "sub"), "--attribution-prompts", "4"]) == 0
+    assert "edge attribution: on 4 train prompts" in capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["metadata"]["edge_attribution"]["prompts"] == 4
+    assert doc["metadata"]["ranking_rules"][-2:] == [ATTRIBUTION_RULE, "EAP-IG order"]
+    # The file is the export of the run's circuit with its model's attribution.
+    circuit = Circuit.load(run / "circuit.json")
+    la, _ = final_log_alphas(circuit, run)
+    expected = mib_graph(circuit, log_alphas=la, mib_task="ioi", mib_model="tiny",
+                         attribution=circuit_attribution(circuit, 4))[1]  # fmt: skip
+    assert doc["edges"] == expected["edges"]
+    # --no-attribution: today's order, no model loaded.
+    assert main([*export, "--out", str(tmp_path / "sub"), "--no-attribution"]) == 0
+    plain = json.loads(out.read_text())
+    assert plain["metadata"]["edge_attribution"] is None
+    assert plain["metadata"]["ranking_rules"] == list(RULES)
+    assert plain["edges"] != doc["edges"]
+    # A model that cannot be loaded: one line naming the opt-out.
+    saved = json.loads((run / "circuit.json").read_text())
+    saved["model"] = str(tmp_path / "gone")
+    (run / "circuit.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main([*export, "--out", str(tmp_path / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--no-attribution" in err and "gone" in err and len(err.splitlines()) == 1
+    assert main([*export, "--out", str(tmp_path / "sub"), "--no-attribution"]) == 0
 
 
 def test_edge_gates_leave_fewer_cutoffs_to_eap_igs_order(gpt2_run):
@@ -248,3 +299,83 @@ def test_edge_gates_leave_fewer_cutoffs_to_eap_igs_order(gpt2_run):
     # The edge circuit is the circuit in the file.
     inside = {k for k, e in with_edges["edges"].items() if e["in_graph"]}
     assert len(inside) == with_edges["metadata"]["circuit_edges"] > 0
+
+
+@pytest.fixture(scope="module")
+def attributed_run(tokenizer):
+    """The saturated-gate case above on a model with GPT-2 small's graph (12 layers of 12
+    heads: the same 32,491 EAP-IG edges) but tiny widths, and that model's edge
+    attribution."""
+    from conftest import tiny_discovery_config
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from nodeprune.edges.attribution import edge_attribution
+    from nodeprune.models import wrap_model
+    from nodeprune.workbench import Workbench
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=12, n_head=12, n_embd=48, n_positions=64, vocab_size=512)
+    loaded = wrap_model(GPT2LMHeadModel(config), tokenizer, "tiny-gpt2-12x12")
+    with Workbench.for_config(loaded, tiny_discovery_config(n_train=8, n_test=4)) as bench:
+        attribution = edge_attribution(bench, prompts=8)
+    la = _log_alphas(loaded.dims)
+    return _circuit(loaded.dims, la, model="tiny"), la, attribution
+
+
+def _decided(doc: dict) -> list:
+    return [c["decided_by"] for c in doc["metadata"]["cutoffs"]]
+
+
+def test_edge_attribution_decides_the_cutoffs_eap_igs_order_decided(attributed_run):
+    from nodeprune.edges.circuit import EdgeCircuit
+    from nodeprune.export_mib import ATTRIBUTION_RULE, EDGE_RULES
+
+    circuit, la, attribution = attributed_run
+    n = EdgeCircuit.implied(circuit).log_alpha.numel()
+    g = torch.Generator().manual_seed(1)
+    gates = torch.where(torch.rand(n, generator=g) < 0.5, 10.0, -10.0)
+    edges = EdgeCircuit(circuit, gates > 0, gates)  # edge gates saturated alike: ties
+    for rules, extra in ((RULES, {}), (EDGE_RULES, {"edges": edges})):
+        plain = mib_graph(circuit, log_alphas=la, mib_model="tiny", **extra)[1]
+        ranked = mib_graph(circuit, log_alphas=la, mib_model="tiny", attribution=attribution,
+                           **extra)[1]  # fmt: skip
+        assert plain["metadata"]["ranking_rules"] == list(rules)
+        assert ranked["metadata"]["ranking_rules"] == [*rules[:-1], ATTRIBUTION_RULE, rules[-1]]
+        # Without attribution EAP-IG's order decides some of MIB's sizes; with it, none.
+        assert order_decided_sizes(plain)
+        assert order_decided_sizes(ranked) == []
+        # It decides exactly those, and the earlier rules keep every other cutoff.
+        for before, after in zip(_decided(plain), _decided(ranked), strict=True):
+            assert after == (ATTRIBUTION_RULE if before == rules[-1] else before)
+        inside = {k for k, e in ranked["edges"].items() if e["in_graph"]}
+        assert set(_ranked(ranked)[: len(inside)]) == inside
+        meta = ranked["metadata"]["edge_attribution"]
+        assert meta["prompts"] == 8 and meta["edges"] == len(ranked["edges"])
+        assert "absolute value" in meta["score"] and plain["metadata"]["edge_attribution"] is None
+    # Among edges the gates tie, the larger absolute attribution ranks first.
+    ranked = mib_graph(circuit, log_alphas=la, mib_model="tiny", attribution=attribution)[1]
+    q, k = "a3.h0->a5.h2<q>", "a3.h0->a5.h2<k>"  # one parent and head: equal gates
+    first, second = sorted((q, k), key=lambda e: -abs(attribution.scores[e]))
+    assert ranked["edges"][first]["score"] > ranked["edges"][second]["score"]
+
+
+def test_an_attribution_of_the_other_graph_is_refused(attributed_run):
+    from nodeprune.edges.attribution import EdgeAttribution
+
+    circuit, la, attribution = attributed_run
+    with pytest.raises(NodepruneError, match="pass --parallel-attn-mlp$"):
+        other = EdgeAttribution(attribution.scores, 8, parallel=True)
+        mib_graph(circuit, log_alphas=la, mib_model="tiny", attribution=other)
+    fewer = EdgeAttribution(dict(list(attribution.scores.items())[1:]), 8, parallel=False)
+    with pytest.raises(NodepruneError, match="no score for 1 edges"):
+        mib_graph(circuit, log_alphas=la, mib_model="tiny", attribution=fewer)
+
+
+def test_bad_mib_names_fail_before_any_model_is_loaded(tmp_path, capsys):
+    # The circuit's model does not exist: the name error must come first, not the load.
+    la = _log_alphas(TINY)
+    run = tmp_path / "run"
+    _circuit(TINY, la, model=str(tmp_path / "gone")).save(run / "circuit.json")
+    assert main(["export", str(run), "--format", "mib", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "--mib-model" in err and "--no-attribution" not in err

@@ -25,22 +25,32 @@ edges at a size cutoff to the sort's whim. Edges are ranked by, in turn:
    final log-alphas come from the run folder's checkpoint (written after the last step);
    without one, each neuron counts 1 when kept and 0 when pruned (the kept fraction).
    Granularities that were not gated count 1 per kept neuron;
-4. EAP-IG's own edge order (parents nearer the input first; ``<q>``, ``<k>``, ``<v>``).
-   It decides only between edges equal on 1-3, such as the query, key and value edges
-   of one parent and head: nodeprune gates nothing on a head's inputs.
+4. the edge attribution (``nodeprune.edges.attribution``; the command computes it unless
+   ``--no-attribution``): each edge's first-order effect on the task metric, the
+   gradient of the mean metric with respect to its edge gate at every node of the model
+   a candidate and every edge open (edge attribution patching: the parent's clean minus
+   ablated output times the gradient at the child's input, a head's query, key and value
+   inputs apart), on the first ``--attribution-prompts`` train prompts of the run, ranked
+   by its absolute value. It tells apart the query, key and value edges of one parent
+   and head, on which nodeprune's node gates act alike;
+5. EAP-IG's own edge order (parents nearer the input first; ``<q>``, ``<k>``, ``<v>``).
+   It decides only between edges equal on 1-4: with the attribution, edges with no
+   effect at all (the embedding's edges into what reads only the answer position, where
+   clean and corrupted tokens agree) and, under grouped-query attention, the EAP-IG
+   edges into one key/value head's query heads, which are one edge of the model.
 
 **With an edge circuit** (``nodeprune edges RUN`` wrote ``RUN/edges/edge_circuit.json``
 for this node circuit), the learned edge gates come first: (0) the edge circuit's kept
 edges, so MIB's circuit at the edge circuit's size is the edge circuit; then (1)
 membership; then the edge gates themselves, the sigmoid of each candidate edge's final
 log-alpha (edges between kept nodes; the others count 0), which tell apart the query,
-key and value inputs of a head; then rules 2-4.
+key and value inputs of a head; then rules 2-5.
 
 The scores written are the ranks, ``(N - r) / N`` for the edge at rank r of N: distinct
 (also as float32, which EAP-IG loads them into), positive, so MIB's top-n is exactly this
 order whether or not it ranks by absolute value. ``metadata.cutoffs`` says, for each of
 MIB's sizes, which rule above separates the last edge in from the first edge out. Node
-scores are ranked the same way (rules 1-4 on the node itself), for MIB's node level.
+scores are ranked the same way (rules 1-3 and 5 on the node itself), for MIB's node level.
 
 **BOS.** EAP-IG (and so MIB) prepends a BOS token to every prompt; nodeprune uses the
 prompts as the tokenizer encodes them. ``metadata.prompts_start_with_bos`` says which
@@ -50,7 +60,7 @@ the circuit was found with.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -69,6 +79,9 @@ from .export_eap import (
     resolve_parallel,
 )
 from .granularity import GRANULARITIES, where
+
+if TYPE_CHECKING:
+    from .edges.attribution import EdgeAttribution
 
 #: MIB's task names (folder spelling: hyphens).
 MIB_TASKS = (
@@ -97,11 +110,14 @@ HF_TO_MIB = {
 }
 #: The sizes MIB scores an importance file at, as fractions of the edges.
 MIB_EDGE_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-#: The rules of the edge order, in the order they apply (see the module docstring).
+#: The rules of the edge order, in the order they apply (see the module docstring);
+#: with an edge attribution, ATTRIBUTION_RULE comes just before the last.
 RULES = ("membership", "node gates", "neuron gates", "EAP-IG order")
 #: The same with an edge circuit's gates in front.
 EDGE_RULES = ("edge circuit", "membership", "edge gates", "node gates", "neuron gates",
               "EAP-IG order")  # fmt: skip
+#: The rule edge attribution adds, just before EAP-IG's order.
+ATTRIBUTION_RULE = "edge attribution"
 IMPORTANCE_FILE = "importances.json"
 
 
@@ -240,9 +256,11 @@ def mib_graph(
     mib_task: str | None = None,
     mib_model: str | None = None,
     edges: EdgeCircuit | None = None,
+    attribution: EdgeAttribution | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(folder name ``<task>_<model>``, the importance file's JSON); ``edges``: an edge
-    circuit of ``circuit`` whose gates rank the edges first."""
+    circuit of ``circuit`` whose gates rank the edges first; ``attribution``: the edge
+    attribution of the circuit's model, the last rule before EAP-IG's order."""
     folder = f"{mib_task_name(circuit, mib_task)}_{mib_model_name(circuit, mib_model)}"
     dims = circuit.dims
     parallel = resolve_parallel(circuit, parallel_attn_mlp)
@@ -261,6 +279,9 @@ def mib_graph(
         rules = EDGE_RULES
         in_graph, edge_gate, node_in = _edge_keys(circuit, edges, eap, parallel, kept)
         edge_keys = [in_graph, edge_keys[0], edge_gate, *edge_keys[1:]]
+    if attribution is not None:
+        rules = (*rules[:-1], ATTRIBUTION_RULE, rules[-1])
+        edge_keys.append(_attribution_key(attribution, eap, parallel))
     edge_order, edge_scores = _rank_scores(edge_keys)
 
     names = [n for n in eap_node_names(dims.n_layers, dims.n_heads) if n != "logits"]
@@ -294,9 +315,12 @@ def mib_graph(
             + "node-circuit membership, then "
             + ("the edge gate, then " if edges is not None else "")
             + "the smaller node score of its two ends, then parent output x child input "
-            "neuron-gate mass, then EAP-IG's edge order (see nodeprune.export_mib)",
+            "neuron-gate mass, then "
+            + ("the absolute edge attribution, then " if attribution is not None else "")
+            + "EAP-IG's edge order (see nodeprune.export_mib)",
             "ranking_rules": list(rules),
             "edge_gates": "the edge phase's final log-alphas" if edges is not None else None,
+            "edge_attribution": attribution.metadata() if attribution is not None else None,
             "neuron_gates": "final log-alphas (checkpoint)"
             if log_alphas is not None
             else "kept-neuron fractions (no checkpoint with the final log-alphas)",
@@ -336,6 +360,26 @@ def _edge_keys(
     gate = np.array([1 / (1 + np.exp(-gates[n][1])) if n in gates else 0.0 for n in names])
     touched = touched_nodes([n for n in names if n in gates and gates[n][0]])
     return member, gate, {n: kept[n] and n in touched for n in kept}
+
+
+def _attribution_key(
+    attribution: EdgeAttribution, eap: list[tuple[str, str, str]], parallel: bool
+) -> np.ndarray:
+    """The absolute edge attribution of every EAP-IG edge."""
+    if attribution.parallel != parallel:
+        found = "parallel" if attribution.parallel else "sequential"
+        raise NodepruneError(
+            f"the model's attention/MLP blocks are {found} and the export asks for the other "
+            f"graph; pass --{'' if attribution.parallel else 'no-'}parallel-attn-mlp"
+        )
+    names = [f"{p}->{c}{s}" for p, c, s in eap]
+    missing = [n for n in names if n not in attribution.scores]
+    if missing:
+        raise NodepruneError(
+            f"the edge attribution has no score for {len(missing)} edges (e.g. {missing[0]}); "
+            "it was computed for another model"
+        )
+    return np.abs(np.array([attribution.scores[n] for n in names], dtype=float))
 
 
 def write_mib(circuit: Circuit, out: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:

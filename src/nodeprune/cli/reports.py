@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .flags import bounded_int
+
 REPORT_HELP = "write RUN_DIR/report.html and figures"
 EXPORT_HELP = "export a circuit for EAP-IG / MIB or TransformerLens"
 STABILITY_HELP = "keep frequency and Jaccard overlap across runs"
@@ -82,7 +84,13 @@ def _export_mib(
     from ..edges.circuit import edge_circuit_for
     from ..errors import NodepruneError
     from ..export import BOS_KEY
-    from ..export_mib import final_log_alphas, order_decided_sizes, write_mib
+    from ..export_mib import (
+        final_log_alphas,
+        mib_model_name,
+        mib_task_name,
+        order_decided_sizes,
+        write_mib,
+    )
 
     if not args.out:
         raise NodepruneError(
@@ -94,6 +102,9 @@ def _export_mib(
         edges, edge_source = edge_circuit_for(circuit, run)
     else:
         edge_source = "the edge circuit given"
+    mib_task_name(circuit, args.mib_task)  # bad names fail before the model is loaded
+    mib_model_name(circuit, args.mib_model)
+    attribution = None if args.no_attribution else _attribution(circuit, args.attribution_prompts)
     written, doc = write_mib(
         circuit,
         args.out,
@@ -102,15 +113,28 @@ def _export_mib(
         mib_task=args.mib_task,
         mib_model=args.mib_model,
         edges=edges,
+        attribution=attribution,
     )
     print(f"wrote {written}\nneuron gates: {source}\nedge gates: {edge_source}", file=sys.stderr)
+    if attribution is not None:
+        print(
+            f"edge attribution: on {attribution.prompts} train prompts of the run, "
+            "the last rule before EAP-IG's edge order",
+            file=sys.stderr,
+        )
     by_order = order_decided_sizes(doc)
     if by_order:
         sizes = ", ".join(f"{100 * f:g}%" for f in by_order)
+        tied = (
+            "edges equal on every rule, the edge attribution included (edges with no "
+            "effect, or one key/value head's edges into its query heads),"
+            if attribution is not None
+            else "edges that nodeprune's gates cannot tell apart (such as the q/k/v edges of "
+            "one parent and head; the edge attribution would, without --no-attribution)"
+        )
         print(
-            f"at {sizes} of the edges, edges that nodeprune's gates cannot tell apart (such "
-            "as the q/k/v edges of one parent and head) meet at the cutoff; EAP-IG's edge "
-            "order decides there",
+            f"at {sizes} of the edges, {tied} meet at the cutoff; EAP-IG's edge order "
+            "decides there",
             file=sys.stderr,
         )
     bos = circuit.extra.get(BOS_KEY)
@@ -122,6 +146,20 @@ def _export_mib(
             file=sys.stderr,
         )
     return 0
+
+
+def _attribution(circuit: Any, prompts: int) -> Any:
+    """The edge attribution of ``circuit``'s model, or a one-line error naming the opt-out."""
+    from ..edges.attribution import circuit_attribution
+    from ..errors import NodepruneError
+
+    try:
+        return circuit_attribution(circuit, prompts)
+    except NodepruneError as exc:
+        raise NodepruneError(
+            f"the edge attribution needs the circuit's model and prompts: {exc}; pass "
+            "--no-attribution to rank without it"
+        ) from exc
 
 
 def cmd_stability(args: argparse.Namespace) -> int:
@@ -168,6 +206,20 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mib-task", help="mib: MIB's task name (default: the circuit's task)")
     p.add_argument("--mib-model", help="mib: MIB's model name (default: from the model, e.g. gpt2)")
+    p.add_argument(
+        "--attribution-prompts",
+        type=bounded_int(1, 10**6),
+        default=32,
+        metavar="N",
+        help="mib: train prompts of the run the edge attribution (the last tie-breaking "
+        "rule) is averaged over (default 32; loads the circuit's model)",
+    )
+    p.add_argument(
+        "--no-attribution",
+        action="store_true",
+        help="mib: no edge attribution (no model is loaded); ties it would break are left "
+        "to EAP-IG's edge order",
+    )
     p.set_defaults(func=cmd_export)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..export_eap import eap_edges, eap_graph
 from .circuit import EdgeCircuit
+from .graph import EdgeGraph
 
 
 def _sigmoid(x: float) -> float:
@@ -30,23 +31,29 @@ def _child_key(child: str, suffix: str, group_size: int) -> str:
     return child + suffix
 
 
-def eap_edge_gates(edges: EdgeCircuit) -> dict[str, tuple[bool, float]]:
-    """EAP-IG edge name (``parent->child<q>``) -> (kept, final log-alpha) of its edge
-    gate, for each EAP-IG edge that is a candidate edge (EAP-IG's parallel graph for
-    parallel blocks)."""
-    dims = edges.node.dims
-    names = edges.graph().edge_names()
-    gates = {
-        (p, c): (bool(k), float(la))
-        for (p, c), k, la in zip(names, edges.kept.tolist(), edges.log_alpha.tolist(), strict=True)
-    }
+def eap_edge_index(graph: EdgeGraph) -> dict[str, int]:
+    """EAP-IG edge name (``parent->child<q>``) -> the index of its edge in ``graph``'s
+    flat order, for each EAP-IG edge that is a candidate edge of ``graph`` (EAP-IG's
+    parallel graph for parallel blocks), in EAP-IG's edge order."""
+    dims = graph.dims
+    index = {edge: i for i, edge in enumerate(graph.edge_names())}
     group_size = dims.n_heads // dims.n_kv_heads
     out = {}
-    for parent, child, suffix in eap_edges(dims.n_layers, dims.n_heads, edges.parallel):
-        gate = gates.get((parent, _child_key(child, suffix, group_size)))
-        if gate is not None:
-            out[f"{parent}->{child}{suffix}"] = gate
+    for parent, child, suffix in eap_edges(dims.n_layers, dims.n_heads, graph.parallel):
+        i = index.get((parent, _child_key(child, suffix, group_size)))
+        if i is not None:
+            out[f"{parent}->{child}{suffix}"] = i
     return out
+
+
+def eap_edge_gates(edges: EdgeCircuit) -> dict[str, tuple[bool, float]]:
+    """EAP-IG edge name -> (kept, final log-alpha) of its edge gate, for each EAP-IG edge
+    that is a candidate edge (:func:`eap_edge_index`)."""
+    kept, log_alpha = edges.kept.tolist(), edges.log_alpha.tolist()
+    return {
+        name: (bool(kept[i]), float(log_alpha[i]))
+        for name, i in eap_edge_index(edges.graph()).items()
+    }
 
 
 def touched_nodes(edge_names: list[str]) -> set[str]:
