@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .dtypes import AUTOCAST_DTYPES, DTYPES
 from .errors import NodepruneError
 from .granularity import DEFAULT_GRANULARITIES, GRANULARITIES, check_granularity_names
 from .suggest import closest
@@ -27,45 +28,11 @@ MAX_STEPS = 10_000_000
 DATALESS_DEVICES = ("meta",)
 
 
-class _TorchDtypes(Mapping[str, Any]):
-    """Name -> torch dtype (None for ``off``); torch is imported on the first look-up."""
-
-    def __init__(self, names: dict[str, str | None]) -> None:
-        self._names = names
-
-    def __getitem__(self, key: str) -> Any:
-        name = self._names[key]
-        if name is None:
-            return None
-        import torch
-
-        return getattr(torch, name)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._names  # a name check (validating a config) needs no torch
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-
 #: Per-granularity sparsity weights lam_g in sum_g lam_g * E[L0]_g / N_g. 0.2 each is the
 #: calibrated default (measured on SmolLM2 IOI, see README "Calibration"): with the
 #: size normalisation, a larger weight makes AdamW prune faster than the KL signal can
 #: hold important nodes, and the binarised circuit loses faithfulness.
 DEFAULT_LAM_G = {g: 0.2 for g in GRANULARITIES}
-#: ``--dtype`` values: the dtype of the model weights.
-DTYPES: Mapping[str, Any] = _TorchDtypes(
-    {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-)
-#: ``--autocast`` values: the dtype torch.autocast runs the training passes in.
-AUTOCAST_DTYPES: Mapping[str, Any] = _TorchDtypes(
-    {"off": None, "bfloat16": "bfloat16", "float16": "float16"}
-)
-
-
 #: ``--optimizer`` values (optim.py builds them): AdamW, or Adam with one second moment
 #: per granularity.
 OPTIMIZERS = ("adamw", "granular_adam")
