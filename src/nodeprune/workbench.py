@@ -68,7 +68,7 @@ class Workbench(ClosedOnExit):
         # Gradient checkpointing replays the gate state of these hooks (large_models.py).
         attach_gated(loaded.model, self.gated)
         self._train_logprobs: Tensor | None = None
-        self._references: dict[tuple[str, tuple[str, ...]], SplitReference] = {}
+        self._references: dict[tuple[str, tuple[str, ...], bool], SplitReference] = {}
 
     @classmethod
     def for_config(
@@ -130,19 +130,23 @@ class Workbench(ClosedOnExit):
             parts.append(torch.log_softmax(logits, -1))
         return torch.cat(parts)
 
-    def reference(self, split: str, granularities: Iterable[str]) -> SplitReference:
+    def reference(
+        self, split: str, granularities: Iterable[str], every_site: bool = False
+    ) -> SplitReference:
         """The kept evaluation reference of ``split`` ("validation" or "test") with the
         gates of ``granularities`` (one per pair, shared by every method and run on this
-        workbench): what scoring a circuit there needs that no circuit changes."""
+        workbench): what scoring a circuit there needs that no circuit changes.
+        ``every_site``: ablated values of every hooked site, not only those the
+        granularities gate (the edge phase reads every upstream node's)."""
         enabled = tuple(granularities)
-        key = (split, tuple(sorted(enabled)))
+        key = (split, tuple(sorted(enabled)), every_site)
         if key not in self._references:
             data = getattr(self.data, split)
             if data is None:
                 raise NodepruneError(f"this workbench has no {split} prompts")
             self._references[key] = SplitReference(
                 self.gated,
-                self.ablator_for(enabled),
+                self.ablator if every_site else self.ablator_for(enabled),
                 self.task,
                 data,
                 list(enabled),

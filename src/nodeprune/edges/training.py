@@ -35,7 +35,6 @@ from ..checkpoint import (
 from ..circuit import Circuit
 from ..closing import ClosedOnExit
 from ..errors import NodepruneError
-from ..evaluation import SplitReference
 from ..gates import expected_l0, sample_gate
 from ..health import NumericalError, check_step
 from ..loop_state import BatchOrder, gate_update, loop_state, restore_loop_state
@@ -68,23 +67,13 @@ class EdgeStepLog:
     validation: float | None = None
 
 
-def edge_reference(bench: Workbench, node_gates: dict[str, Tensor], split: str) -> SplitReference:
-    """A split's evaluation reference for edge circuits of a node circuit: the fully
-    ablated end is every node gate closed, as for the node circuit; the ablated values are
-    the workbench's full ablator's (the edge phase reads every upstream node's)."""
-    data = getattr(bench.data, split)
-    return SplitReference(
-        bench.gated, bench.ablator, bench.task, data, list(node_gates), bench.batch_size
-    )
-
-
 class EdgeProbe:
     """The validation measurements of edge circuits (``{"edges": mask}``) on the node
     circuit's nodes, for the target controller and the threshold search."""
 
     def __init__(self, edges: EdgeModel, node_gates: dict[str, Tensor], bench: Workbench):
         assert bench.data.validation is not None
-        self.reference = edge_reference(bench, node_gates, "validation").prepare()
+        self.reference = bench.reference("validation", node_gates, every_site=True).prepare()
         self.edges, self.node_gates = edges, node_gates
 
     def score(self, masks: dict[str, Tensor]) -> dict[str, float]:
@@ -165,7 +154,6 @@ class EdgeDiscovery(ClosedOnExit):
         if self.target is not None:
             self.controller = SparsityController(self.target, cfg.target_rate, cfg.target_every)
         self.probe: EdgeProbe | None = None
-        self._references: dict[str, SplitReference] = {}
         self.selection: Selection | None = None
         if self.target is not None and self.target.kind != "size":
             if self.bench.data.validation is None:
@@ -271,10 +259,9 @@ class EdgeDiscovery(ClosedOnExit):
         def logits(part: PromptBatch, ablated) -> Tensor:
             return self.edge_logits(part, gates, ablated)
 
-        # Kept per split: the edge curve scores one circuit per MIB size on the test split.
-        if split not in self._references:
-            self._references[split] = edge_reference(bench, self.node_gates, split)
-        return self._references[split].evaluate(circuit_logits=logits)
+        # Kept by the workbench: the edge curve scores one circuit per MIB size on test.
+        reference = bench.reference(split, self.node_gates, every_site=True)
+        return reference.evaluate(circuit_logits=logits)
 
     def circuit(self) -> EdgeCircuit:
         kept = self.final_mask()
