@@ -153,17 +153,19 @@ class _CountingProbe:
         return {"faithfulness": self.score_masks(masks["g"])}
 
 
-def _select(log_alpha, score, value=0.85):
+def _select(log_alpha, score, value=0.85, tiebreak=None):
     import torch
 
     from nodeprune.targets import select_threshold
 
-    def binarise(t):
-        return {"g": (log_alpha > t).float()}
+    def binarise(kept):
+        return {"g": kept["g"].float()}
 
     target = Target("faithfulness", value)
-    selection = select_threshold(target, {"g": log_alpha}, binarise, _CountingProbe(score))
-    return selection, int(binarise(selection.threshold)["g"].sum()), torch
+    selection = select_threshold(
+        target, {"g": log_alpha}, binarise, _CountingProbe(score), tiebreak=tiebreak
+    )
+    return selection, int(binarise(selection.kept)["g"].sum()), torch
 
 
 def test_a_circuit_just_short_of_its_target_gets_back_only_what_it_needs():
@@ -197,6 +199,50 @@ def test_a_circuit_past_its_target_is_trimmed_from_its_least_open_gates():
     assert selection.measured >= 0.85 and kept == 463
 
 
+def test_gates_tied_at_the_clamp_are_trimmed_one_by_one_in_the_tie_break_order():
+    # 300 gates, 229 of them tied at the +10 clamp (coarse pruning on SmolLM2 IOI): a
+    # threshold on log-alpha could only drop the whole tie. Ranked by the tie-break (the
+    # estimated harm of closing each gate), the least harmful go first, one at a time.
+    import torch
+
+    log_alpha = torch.cat([torch.full((229,), 10.0), torch.linspace(-10, -0.1, 71)])
+    harm = torch.cat([torch.rand(229, generator=torch.Generator().manual_seed(0)), torch.zeros(71)])
+    needed = harm[:229].argsort(descending=True)[:60]  # the 60 most harmful to close
+
+    def score(mask):  # faithfulness drops only when a needed gate is closed
+        return 0.9 if bool(mask[needed].all()) else 0.5
+
+    calls = []
+
+    def tiebreak():
+        calls.append(1)
+        return {"g": harm}
+
+    selection, kept, _ = _select(log_alpha, score, tiebreak=lambda: tiebreak())
+    assert calls == [1] and selection.tie_break == "pruning_harm"
+    assert selection.measured >= 0.85 and 60 <= kept <= 61
+    assert bool(selection.kept["g"][needed].all())
+    # Without a tie-break the ties keep their position order and are still cut singly.
+    selection, kept, _ = _select(log_alpha, score)
+    assert selection.tie_break == "position" and selection.measured >= 0.85 and kept < 229
+
+
+def test_a_size_target_cuts_through_tied_gates_to_the_exact_size():
+    import torch
+
+    from nodeprune.targets import select_threshold
+
+    log_alpha = torch.cat([torch.full((500,), 10.0), torch.full((500,), -10.0)])
+
+    def size(target, masks, probe):
+        return float(masks["g"].float().mean())
+
+    selection = select_threshold(
+        Target("size", 0.1235), {"g": log_alpha}, lambda kept: kept, None, measure_with=size
+    )
+    assert int(selection.kept["g"].sum()) == 123
+
+
 def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained):
     import torch
 
@@ -213,6 +259,39 @@ def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained)
             cached = probe.score(masks)
             probe.forget_ablated()  # every score records the corrupted pass again
             assert probe.score(masks) == cached
+        finally:
+            d.gated.remove()
+
+
+@pytest.mark.parametrize("kind", ["faithfulness", "kl"])
+def test_pruning_harm_is_the_slope_of_the_targets_quantity_along_each_gate(trained, kind):
+    # A gate's value enters as m * clean + (1 - m) * ablated, so the quantity is smooth in
+    # m: closing a gate by a little changes it by the estimated harm times that little.
+    import torch
+
+    with one_thread():
+        d = Discovery(trained, _config(trained, target_faithfulness=0.5))
+        try:
+            probe = d.probe
+            masks = {g: torch.ones(la.shape) for g, la in d.gates.log_alphas().items()}
+            generator = torch.Generator().manual_seed(1)
+            for g in masks:  # away from the full model, where the KL's slope is zero
+                masks[g] = (torch.rand(masks[g].shape, generator=generator) > 0.3).float()
+            harm = probe.pruning_harm(masks, kind)
+            sign = 1.0 if kind == "faithfulness" else -1.0
+            eps = 1e-2
+            base = probe.score(masks)[kind]
+            checked = 0
+            for g in ("attention_head", "mlp_neuron"):
+                flat = harm[g].flatten()
+                for index in (int(flat.abs().argmax()), int(flat.abs().argmin())):
+                    nudged = {k: v.clone() for k, v in masks.items()}
+                    nudged[g].view(-1)[index] -= eps if masks[g].view(-1)[index] > 0 else -eps
+                    step = -eps if masks[g].view(-1)[index] > 0 else eps
+                    slope = sign * (probe.score(nudged)[kind] - base) / step
+                    assert slope == pytest.approx(float(flat[index]), rel=0.05, abs=1e-4)
+                    checked += 1
+            assert checked == 4 and float(harm["attention_head"].abs().max()) > 1e-3
         finally:
             d.gated.remove()
 

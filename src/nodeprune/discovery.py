@@ -351,24 +351,37 @@ class Discovery(ClosedOnExit):
 
     def masks_at(self, threshold: float) -> dict[str, torch.Tensor]:
         """Gates with log-alpha above ``threshold``, made hierarchically consistent."""
-        masks = full_masks(self.loaded.dims)
         with torch.no_grad():
-            for g, la in self.gates.log_alphas().items():
-                masks[g] = (la > threshold).cpu()
+            kept = {g: (la > threshold).cpu() for g, la in self.gates.log_alphas().items()}
+        return self.masks_of(kept)
+
+    def masks_of(self, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The open gates ``kept`` (per enabled granularity), made hierarchically consistent."""
+        masks = full_masks(self.loaded.dims)
+        masks.update(kept)
         return make_consistent(masks, self.gates.enabled)
 
     def final_masks(self) -> dict[str, torch.Tensor]:
         """Deterministic gate > 0.5 (log-alpha > 0), made hierarchically consistent; in
-        target mode, at the threshold that meets the target on validation."""
+        target mode, at the cut of the gates' ranking that meets the target on validation
+        (log-alpha ties broken by their estimated harm on the validation prompts)."""
         if self.target is None:
             return self.masks_at(0.0)
         if self.selection is None:
             started = time.perf_counter()
+            tiebreak = None
+            if self.probe is not None:
+                probe, kind = self.probe, self.target.kind
+
+                def tiebreak() -> dict[str, torch.Tensor]:
+                    return probe.pruning_harm(self.masks_at(0.0), kind)
+
             self.selection = select_threshold(
-                self.target, self.gates.log_alphas(), self.masks_at, self.probe
+                self.target, self.gates.log_alphas(), self.masks_of, self.probe,
+                tiebreak=tiebreak,
             )
             self.phase_seconds["selection_seconds"] = time.perf_counter() - started
-        return self.masks_at(self.selection.threshold)
+        return self.masks_of(self.selection.kept)
 
     def circuit(self) -> Circuit:
         """The binarised circuit, scored on the test prompts (discovery_result.py)."""

@@ -244,11 +244,11 @@ class EdgeDiscovery(ClosedOnExit):
             self.selection = select_threshold(
                 self.target,
                 {"edges": self.log_alpha},
-                self.masks_at,
+                lambda kept: kept,
                 self.probe,
                 measure_with=measure_edges,
             )
-        return self.masks_at(self.selection.threshold)["edges"]
+        return self.selection.kept["edges"]
 
     def evaluate(self, kept: Tensor, split: str = "test") -> dict[str, float]:
         """Metrics of the edge circuit ``kept`` on a split, against the same full and
