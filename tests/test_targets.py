@@ -51,7 +51,7 @@ def test_faithfulness_target_is_met_by_the_smallest_circuit(trained, granulariti
     higher = d.masks_at(target["threshold"] + 0.05)
     same = all(bool((higher[g] == circuit.masks[g]).all()) for g in circuit.masks)
     if not same:
-        assert measure(Target("faithfulness", 0.8), higher, d.probe) < 0.8
+        assert measure(Target("faithfulness", 0.8), higher, d.selection_probe) < 0.8
     # Held-out prompts: the estimate is near the target and its interval holds it.
     m = circuit.metrics
     assert abs(m["normalized_faithfulness"] - 0.8) < 0.15
@@ -259,6 +259,36 @@ def test_the_probe_scores_from_its_recorded_ablations_exactly_as_afresh(trained)
             cached = probe.score(masks)
             probe.forget_ablated()  # every score records the corrupted pass again
             assert probe.score(masks) == cached
+        finally:
+            d.gated.remove()
+
+
+def test_the_controller_measures_the_first_validation_prompts_and_the_selection_all(trained):
+    import torch
+
+    from nodeprune.evaluation import SplitReference
+
+    with one_thread():
+        d = Discovery(
+            trained,
+            _config(trained, target_faithfulness=0.5, n_val_controller=20, eval_batch_size=16),
+        )
+        try:
+            full, head = d.selection_probe, d.probe
+            assert len(full.data) == len(d.data.validation) > 32
+            assert len(head.data) == 32 and head.parts[0] is full.parts[0]  # whole batches
+            generator = torch.Generator().manual_seed(2)
+            masks = {
+                g: (torch.rand(la.shape, generator=generator) > 0.4).float()
+                for g, la in d.gates.log_alphas().items()
+            }
+            fresh = SplitReference(
+                d.gated, full.ablator, full.task, d.data.validation.select(torch.arange(32)),
+                full.enabled, 16, cache_bytes=0,
+            )  # fmt: skip
+            for kind, value in fresh.score(masks).items():
+                assert head.score(masks)[kind] == pytest.approx(value, abs=1e-5)
+            assert full.score(masks) != head.score(masks)
         finally:
             d.gated.remove()
 

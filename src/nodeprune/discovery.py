@@ -156,6 +156,9 @@ class Discovery(ClosedOnExit):
         self.train_seconds = 0.0
         self.target = target_from_config(config)
         self.controller: SparsityController | None = None
+        #: The validation prompts the final selection measures on, and the controller's
+        #: first of them.
+        self.selection_probe: SplitReference | None = None
         self.probe: SplitReference | None = None
         self.selection: Selection | None = None
         if self.target is not None:
@@ -163,8 +166,12 @@ class Discovery(ClosedOnExit):
                 self.target, config.target_rate, config.target_every
             )
             if self.target.kind != "size":
-                self.probe = self._validation_probe()
-            if self.target.kind == "faithfulness" and not self.probe.faithfulness_defined():
+                self.selection_probe = self._validation_probe()
+                self.probe = self.selection_probe.first_prompts(config.n_val_controller)
+            if (
+                self.target.kind == "faithfulness"
+                and not self.selection_probe.faithfulness_defined()
+            ):
                 # Refused before training, not after: no circuit can be steered onto it.
                 raise NodepruneError(
                     "normalized faithfulness is undefined on these validation prompts (the "
@@ -370,15 +377,15 @@ class Discovery(ClosedOnExit):
         if self.selection is None:
             started = time.perf_counter()
             tiebreak = None
-            if self.probe is not None:
-                probe, kind = self.probe, self.target.kind
+            probe = self.selection_probe
+            if probe is not None:
+                kind = self.target.kind
 
                 def tiebreak() -> dict[str, torch.Tensor]:
                     return probe.pruning_harm(self.masks_at(0.0), kind)
 
             self.selection = select_threshold(
-                self.target, self.gates.log_alphas(), self.masks_of, self.probe,
-                tiebreak=tiebreak,
+                self.target, self.gates.log_alphas(), self.masks_of, probe, tiebreak=tiebreak
             )
             self.phase_seconds["selection_seconds"] = time.perf_counter() - started
         return self.masks_of(self.selection.kept)

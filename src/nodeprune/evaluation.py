@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,6 +247,20 @@ class SplitReference:
         for index, part in enumerate(self.parts[len(self._refs) :], start=len(self._refs)):
             self._reference(index, part.to(self.like.device))
         return self
+
+    def first_prompts(self, n: int) -> SplitReference:
+        """This reference on its first ``n`` prompts (rounded up to whole batches),
+        sharing what it keeps: the target controller measures there every few steps,
+        the final selection on every prompt."""
+        self.prepare()
+        k = max(1, min(len(self.parts), math.ceil(n / self.batch_size)))
+        if k == len(self.parts):
+            return self
+        view = copy.copy(self)
+        view.parts, view._refs = self.parts[:k], self._refs[:k]
+        view.data = self.data.select(torch.arange(sum(len(p) for p in view.parts)))
+        view.full_logits = None  # every batch's reference is already kept
+        return view
 
     @property
     def batches_with_ablated(self) -> int:

@@ -123,10 +123,10 @@ class SparsityController:
 
 
 def validation_reference(bench: Workbench, granularities: list[str]) -> SplitReference:
-    """The workbench's kept reference of the validation prompts, computed now: a target
-    is measured on it every ``target_every`` steps and by the threshold search (the full
-    and fully ablated outputs and the ablated values are recorded once, so each score is
-    one gated pass per batch)."""
+    """The workbench's kept reference of the validation prompts, computed now: the
+    threshold search measures a target on it, and the controller on its first prompts
+    (:meth:`SplitReference.first_prompts`). The full and fully ablated outputs and the
+    ablated values are recorded once, so each score is one gated pass per batch."""
     data = bench.data.validation
     n = 0 if data is None else len(data)
     if n < MIN_VALIDATION:

@@ -47,6 +47,9 @@ HELP = {
     "target_size": "find the circuit that keeps this fraction of attention + MLP neurons",
     "optimizer": "granular_adam (default): Adam with one second moment per granularity, so "
     "a gate moves in proportion to how much the objective cares about it; or adamw",
+    "n_val": "validation prompts; a target's final selection is measured on all of them",
+    "n_val_controller": "how many of the validation prompts the target controller measures "
+    "every --target-every steps",
     "target_every": "steps between the target controller's validation measurements",
     "target_rate": "step of the target controller's log sparsity weight",
 }
