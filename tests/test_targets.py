@@ -293,6 +293,50 @@ def test_the_controller_measures_the_first_validation_prompts_and_the_selection_
             d.gated.remove()
 
 
+def test_the_search_stops_reading_a_circuit_once_its_side_of_the_target_is_clear(
+    trained, monkeypatch
+):
+    import torch
+
+    with one_thread():
+        config = _config(
+            trained, target_faithfulness=0.5, eval_batch_size=16, n_val_controller=32
+        )
+        d = Discovery(trained, config)
+        try:
+            probe = d.selection_probe
+            batches = len(probe.parts)
+            assert batches >= 4
+            reads = []
+            original = probe.gated.gated_logits
+
+            def counting(*args, **kw):
+                reads.append(1)
+                return original(*args, **kw)
+
+            monkeypatch.setattr(probe.gated, "gated_logits", counting)
+            full = {g: torch.ones(la.shape) for g, la in d.gates.log_alphas().items()}
+            value, complete = probe.decided_faithfulness(full, 0.5, first=32)
+            # The full model scores 1 on every prompt: clear after the first 32.
+            assert not complete and value == pytest.approx(1.0) and len(reads) == 2
+            reads.clear()
+            value, complete = probe.decided_faithfulness(full, 1.0, first=32)
+            assert complete and len(reads) == batches  # on the target: every prompt
+            assert value == pytest.approx(probe.score(full)["faithfulness"])
+            # A selection reports the chosen circuit over every prompt, though most of the
+            # circuits it tried were read only in part.
+            d.run(progress=False)
+            d.selection = None  # selected again, its reads counted alone
+            reads.clear()
+            masks = d.final_masks()
+            assert d.selection is not None
+            chosen = probe.score(masks)["faithfulness"]
+            assert d.selection.measured == pytest.approx(chosen, abs=1e-9)
+            assert len(reads) < 0.8 * d.selection.evaluations * batches
+        finally:
+            d.gated.remove()
+
+
 @pytest.mark.parametrize("kind", ["faithfulness", "kl"])
 def test_pruning_harm_is_the_slope_of_the_targets_quantity_along_each_gate(trained, kind):
     # A gate's value enters as m * clean + (1 - m) * ablated, so the quantity is smooth in

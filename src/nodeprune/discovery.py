@@ -385,7 +385,12 @@ class Discovery(ClosedOnExit):
                     return probe.pruning_harm(self.masks_at(0.0), kind)
 
             self.selection = select_threshold(
-                self.target, self.gates.log_alphas(), self.masks_of, probe, tiebreak=tiebreak
+                self.target,
+                self.gates.log_alphas(),
+                self.masks_of,
+                probe,
+                tiebreak=tiebreak,
+                early_after=self.config.n_val_controller,
             )
             self.phase_seconds["selection_seconds"] = time.perf_counter() - started
         return self.masks_of(self.selection.kept)

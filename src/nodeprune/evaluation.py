@@ -116,6 +116,10 @@ def faithfulness_interval(
 #: again for every circuit scored.
 CACHE_BYTES = 2 * 1024**3
 
+#: How sure a part of the validation prompts must be of a circuit's side of its target
+#: before the threshold search stops reading the rest (a two-sided bootstrap interval).
+DECISION_LEVEL = 0.99
+
 #: ``circuit_logits(batch, ablated)``: a circuit's logits at the answer positions.
 CircuitLogits = Callable[[PromptBatch, Ablated], Tensor]
 
@@ -148,6 +152,10 @@ class _MetricSums:
         self.ld_ablated.append(ref.ablated_metric)
         self.correct += float(task.correct(logits, part).float().sum())
         self.top1 += float((logits.argmax(-1) == ref.full_top1).float().sum())
+
+    def faithfulness(self, level: float) -> FaithfulnessEstimate:
+        ld, ld_full, ld_ablated = (torch.cat(v) for v in (self.ld, self.ld_full, self.ld_ablated))
+        return estimate_faithfulness(ld, ld_full, ld_ablated, level)
 
     def metrics(self) -> dict[str, float]:
         ld, ld_full, ld_ablated = (torch.cat(v) for v in (self.ld, self.ld_full, self.ld_ablated))
@@ -318,6 +326,30 @@ class SplitReference:
         """Normalized faithfulness and KL of the binary circuit ``masks``."""
         metrics = self.evaluate(self.gates(masks))
         return {"faithfulness": metrics["normalized_faithfulness"], "kl": metrics["kl"]}
+
+    @torch.no_grad()
+    def decided_faithfulness(
+        self, masks: dict[str, Tensor], target: float, first: int, level: float = DECISION_LEVEL
+    ) -> tuple[float, bool]:
+        """The normalized faithfulness of the binary circuit ``masks``, read batch by batch
+        and stopped once at least ``first`` prompts are in and the ``level`` interval of
+        those read lies wholly above or below ``target``: the threshold search asks only
+        which side of its target a circuit is on, and most of its circuits are far from
+        it. Returns the estimate and whether every prompt was read."""
+        gates = self.gates(masks)
+        sums, seen = _MetricSums(), 0
+        for index, part in enumerate(self.parts):
+            part = part.to(self.like.device)
+            ref, ablated = self._reference(index, part)
+            args = (part.clean_ids, part.attention_mask, part.answer_pos)
+            logits = self.gated.gated_logits(*args, gates=gates, ablated=ablated)
+            sums.add(self.task, part, ref, logits)
+            seen += len(part)
+            if seen >= first and index + 1 < len(self.parts):
+                estimate = sums.faithfulness(level)
+                if estimate.defined and (estimate.low > target or estimate.high < target):
+                    return estimate.value, False
+        return sums.metrics()["normalized_faithfulness"], True
 
     def pruning_harm(self, masks: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
         """Per gate of the enabled granularities, the first-order estimate of how much
