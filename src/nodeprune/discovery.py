@@ -379,10 +379,13 @@ class Discovery(ClosedOnExit):
             tiebreak = None
             probe = self.selection_probe
             if probe is not None:
-                kind = self.target.kind
+                kind, few = self.target.kind, self.probe
+                assert few is not None
 
                 def tiebreak() -> dict[str, torch.Tensor]:
-                    return probe.pruning_harm(self.masks_at(0.0), kind)
+                    # On the controller's prompts: an order among tied gates, for the
+                    # cost of a third of a pass over every validation prompt.
+                    return few.pruning_harm(self.masks_at(0.0), kind)
 
             self.selection = select_threshold(
                 self.target,

@@ -48,10 +48,10 @@ MIN_VALIDATION = 8
 
 #: The threshold search stops once the gates moved are known to within 1/RESOLUTION of
 #: the gates it could move (one gate when fewer than that): on SmolLM2, 25,000 kept gates
-#: are trimmed to within about 100 (0.2% of the MLP neurons), and bisecting the last
-#: 7 bits to one gate cost 7 more validation passes (about 45 s of a 10-minute demo) for
-#: a difference smaller than the seed-to-seed spread of circuit sizes.
-RESOLUTION = 256
+#: are trimmed to within about 200 (0.4% of the MLP neurons); each further halving is a
+#: pass over the validation prompts (about 12 s of the demo) for a difference smaller
+#: than the seed-to-seed spread of circuit sizes.
+RESOLUTION = 128
 
 #: The weight rises at this fraction of ``target_rate`` and falls at the whole of it.
 RISE_FRACTION = 0.25
