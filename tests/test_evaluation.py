@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from nodeprune.evaluation import (
+from nodeprune.faithfulness_estimate import (
     estimate_faithfulness,
     faithfulness_interval,
     normalized_faithfulness,

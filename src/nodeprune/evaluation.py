@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .ablator import Ablator
+from .faithfulness_estimate import FaithfulnessEstimate, estimate_faithfulness
 from .intervention import Ablated, GatedModel
 from .objective import kl_full_to_circuit
 from .prompts import PromptBatch
@@ -29,86 +30,6 @@ METRIC_KEYS = (
     "exact_match",
     "n",
 )
-
-
-def normalized_faithfulness(ld_circuit: float, ld_full: float, ld_ablated: float) -> float:
-    """(LD_circuit - LD_ablated) / (LD_full - LD_ablated); nan when full == ablated."""
-    denom = ld_full - ld_ablated
-    if abs(denom) < 1e-12:
-        return float("nan")
-    return (ld_circuit - ld_ablated) / denom
-
-
-#: Bootstrap resamples of the test prompts behind the faithfulness interval.
-BOOTSTRAP_DRAWS = 2000
-#: The normalized faithfulness is a ratio; it means something only when its denominator
-#: (full minus fully-ablated metric) is reliably away from zero. It counts as undefined
-#: when more than this share of the bootstrap resamples give a denominator of the other
-#: sign (or zero): then the ratio's resamples spread over both infinities, and a point
-#: estimate of 23.6 can sit outside its own interval [-5.2, 6.9] (seen on a random model).
-MAX_DENOMINATOR_FLIPS = 0.005
-
-
-@dataclass(frozen=True)
-class FaithfulnessEstimate:
-    """Normalized faithfulness with its percentile-bootstrap interval, from one
-    estimator (the ratio of the mean metrics), or undefined with the reason."""
-
-    value: float
-    low: float
-    high: float
-    defined: bool
-    denominator: float
-
-    def metrics(self) -> dict[str, float]:
-        return {
-            "normalized_faithfulness": self.value,
-            "normalized_faithfulness_low": self.low,
-            "normalized_faithfulness_high": self.high,
-            "faithfulness_defined": float(self.defined),
-        }
-
-
-def estimate_faithfulness(
-    ld: Tensor, ld_full: Tensor, ld_ablated: Tensor, level: float = 0.95, seed: int = 0
-) -> FaithfulnessEstimate:
-    """The normalized faithfulness of per-prompt metrics, its interval and whether it
-    is defined at all.
-
-    The estimate on a few dozen prompts moves by several hundredths between prompt
-    sets (README, Calibration), so every figure comes with this interval. The point
-    estimate is the statistic the bootstrap resamples (ratio of means). The resampling
-    uses its own seeded generator: the same prompts give the same interval.
-    """
-    nan = float("nan")
-    means = torch.stack([ld, ld_full, ld_ablated]).double().mean(-1)
-    denom = float(means[1] - means[2])
-    if ld.numel() == 0 or abs(denom) < 1e-12:
-        return FaithfulnessEstimate(nan, nan, nan, False, denom)
-    value = float(means[0] - means[2]) / denom
-    n = ld.numel()
-    if n < 2:
-        return FaithfulnessEstimate(value, nan, nan, True, denom)
-    generator = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, n, (BOOTSTRAP_DRAWS, n), generator=generator)
-    values = torch.stack([ld, ld_full, ld_ablated]).double()[:, idx].mean(-1)
-    denoms = values[1] - values[2]
-    flips = float(((denoms * denom) <= 1e-24).double().mean())
-    if flips > MAX_DENOMINATOR_FLIPS:
-        return FaithfulnessEstimate(nan, nan, nan, False, denom)
-    faith = (values[0] - values[2]) / denoms
-    tail = (1.0 - level) / 2
-    q = torch.tensor([tail, 1.0 - tail], dtype=faith.dtype)
-    low, high = (float(x) for x in torch.quantile(faith, q))
-    return FaithfulnessEstimate(value, low, high, True, denom)
-
-
-def faithfulness_interval(
-    ld: Tensor, ld_full: Tensor, ld_ablated: Tensor, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """The interval of :func:`estimate_faithfulness` alone (nan when undefined)."""
-    estimate = estimate_faithfulness(ld, ld_full, ld_ablated, level, seed)
-    return estimate.low, estimate.high
 
 
 #: Most memory one split's reference keeps its recorded ablated values in (SmolLM2, 128
@@ -310,17 +231,27 @@ class SplitReference:
                 raise ValueError(
                     f"gates of {sorted(gates or {})} given to a reference of {self.enabled}"
                 )
+            circuit_logits = self._gated_logits(gates)
+        *_, (sums, _, _) = self._read(circuit_logits)  # read every batch
+        return sums.metrics()
 
-            def circuit_logits(part: PromptBatch, ablated: Ablated) -> Tensor:
-                args = (part.clean_ids, part.attention_mask, part.answer_pos)
-                return self.gated.gated_logits(*args, gates=gates, ablated=ablated)
+    def _gated_logits(self, gates: dict[str, Tensor]) -> CircuitLogits:
+        def circuit_logits(part: PromptBatch, ablated: Ablated) -> Tensor:
+            args = (part.clean_ids, part.attention_mask, part.answer_pos)
+            return self.gated.gated_logits(*args, gates=gates, ablated=ablated)
 
-        sums = _MetricSums()
+        return circuit_logits
+
+    def _read(self, circuit_logits: CircuitLogits) -> Iterator[tuple[_MetricSums, int, bool]]:
+        """A circuit's metric sums after each batch: the sums, the prompts read so far,
+        whether it was the last batch."""
+        sums, seen = _MetricSums(), 0
         for index, part in enumerate(self.parts):
             part = part.to(self.like.device)
             ref, ablated = self._reference(index, part)
             sums.add(self.task, part, ref, circuit_logits(part, ablated))
-        return sums.metrics()
+            seen += len(part)
+            yield sums, seen, index + 1 == len(self.parts)
 
     def score(self, masks: dict[str, Tensor]) -> dict[str, float]:
         """Normalized faithfulness and KL of the binary circuit ``masks``."""
@@ -336,16 +267,8 @@ class SplitReference:
         those read lies wholly above or below ``target``: the threshold search asks only
         which side of its target a circuit is on, and most of its circuits are far from
         it. Returns the estimate and whether every prompt was read."""
-        gates = self.gates(masks)
-        sums, seen = _MetricSums(), 0
-        for index, part in enumerate(self.parts):
-            part = part.to(self.like.device)
-            ref, ablated = self._reference(index, part)
-            args = (part.clean_ids, part.attention_mask, part.answer_pos)
-            logits = self.gated.gated_logits(*args, gates=gates, ablated=ablated)
-            sums.add(self.task, part, ref, logits)
-            seen += len(part)
-            if seen >= first and index + 1 < len(self.parts):
+        for sums, seen, last in self._read(self._gated_logits(self.gates(masks))):
+            if seen >= first and not last:
                 estimate = sums.faithfulness(level)
                 if estimate.defined and (estimate.low > target or estimate.high < target):
                     return estimate.value, False

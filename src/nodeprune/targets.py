@@ -152,9 +152,10 @@ class GateRanking:
     ranking are nested and one more dropped gate is one gate fewer.
 
     The tie-break matters because training clamps log-alpha to +-10 (hard_concrete.py):
-    on SmolLM2 IOI, coarse pruning left most of its kept heads tied at +10, and a search
-    on the value of a threshold (keep log-alpha > t) could only drop the whole tie at
-    once, so it stopped with 229 of 270 heads at faithfulness 0.974 for a target of 0.85.
+    a search on the value of a threshold (keep log-alpha > t) can only drop a whole tie
+    at once. (It was suspected of holding SmolLM2 IOI's coarse circuit at 229 of 270
+    heads; only 5 heads were at +10 there, and the validation prompts' luck was the
+    cause: config.py, n_val.)
     """
 
     def __init__(self, log_alphas: dict[str, Tensor], tiebreak: dict[str, Tensor] | None = None):
