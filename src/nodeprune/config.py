@@ -36,6 +36,8 @@ DEFAULT_LAM_G = {g: 0.2 for g in GRANULARITIES}
 #: ``--optimizer`` values (optim.py builds them): AdamW, or Adam with one second moment
 #: per granularity.
 OPTIMIZERS = ("adamw", "granular_adam")
+#: Where the gates start (gate_init.py): a seeded uniform spread, or the attribution order.
+GATE_INITS = ("uniform", "attribution")
 
 
 @dataclass
@@ -56,6 +58,10 @@ class DiscoveryConfig:
     grad_clip: float = 1.0
     init_log_alpha: float = 2.0
     init_spread: float = 0.5
+    #: uniform: log-alphas spread at random (from ``seed``) over init_log_alpha +-
+    #: init_spread; attribution: the same interval in the order of the gates'
+    #: attribution scores on the train prompts (gate_init.py).
+    gate_init: str = "uniform"
     n_train: int = 128
     #: Validation prompts: the target's final selection is measured on all of them. On
     #: SmolLM2 IOI, 123 left validation and test 0.06-0.10 apart on every one of 8 coarse
@@ -110,6 +116,10 @@ class DiscoveryConfig:
         if self.autocast not in AUTOCAST_DTYPES:
             raise NodepruneError(
                 f"autocast must be one of {', '.join(AUTOCAST_DTYPES)}, not {self.autocast!r}"
+            )
+        if self.gate_init not in GATE_INITS:
+            raise NodepruneError(
+                f"gate_init must be one of {', '.join(GATE_INITS)}, not {self.gate_init!r}"
             )
         if self.optimizer not in OPTIMIZERS:
             raise NodepruneError(

@@ -36,6 +36,7 @@ from .config import AUTOCAST_DTYPES, DiscoveryConfig, config_with
 from .discovery_result import read_circuit
 from .errors import NodepruneError
 from .evaluation import SplitReference
+from .gate_init import gate_attribution, start_from_scores
 from .gates import GateSet
 from .granularity import GRANULARITIES, granularities_for_model
 from .health import NumericalError, check_step
@@ -137,6 +138,16 @@ class Discovery(ClosedOnExit):
             config.init_spread,
             config.seed,
         ).to(device)
+        if config.gate_init == "attribution":
+            scores = gate_attribution(
+                self.gated,
+                self.ablator,
+                self.task,
+                self.data.train,
+                list(self.gates.enabled),
+                config.eval_batch_size,
+            )
+            start_from_scores(self.gates, scores, config.init_log_alpha, config.init_spread)
         self.optimizer = build_optimizer(
             config.optimizer,
             self.gates.log_alpha,

@@ -32,7 +32,9 @@ HELP = {
     "sparsity_warmup": "fraction of steps over which lam ramps up from 0",
     "margin_weight": "weight of the task-margin term in the faithfulness loss",
     "init_log_alpha": "mean initial gate log-alpha (higher = gates start more open)",
-    "init_spread": "half-width of the uniform spread around init_log_alpha",
+    "init_spread": "half-width of the spread of initial log-alphas around init_log_alpha",
+    "gate_init": "where the gates start in that interval: uniform (at random, from --seed) "
+    "or attribution (in the order of their attribution scores on the train prompts)",
     "seed": "seed of the gates' initialisation, hard-concrete noise and batch order",
     "data_seed": "seed of the prompts (train, validation, test); fixed when only --seed changes",
     "filter": "keep only examples the full model answers correctly",
