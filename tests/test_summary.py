@@ -31,8 +31,11 @@ def test_target_line_reports_validation_and_warns_on_a_test_miss():
     text = circuit_summary(c)
     assert "target: normalized faithfulness >= 0.9" in text and "0.9100" in text
     assert "WARNING: the test faithfulness" not in text
+    assert "lowest-ranked" not in text  # a file from before the ranking's cut
     c.metrics = {"normalized_faithfulness": 0.8}
     assert "WARNING: the test faithfulness 0.8000" in circuit_summary(c)
+    c.extra["target"]["gates_dropped"] = 17
+    assert "the 17 lowest-ranked gates dropped" in circuit_summary(c)
 
 
 def test_a_run_says_where_its_time_went(llama_model):

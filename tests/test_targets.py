@@ -303,9 +303,7 @@ def test_the_search_stops_reading_a_circuit_once_its_side_of_the_target_is_clear
     import torch
 
     with one_thread():
-        config = _config(
-            trained, target_faithfulness=0.5, eval_batch_size=16, n_val_controller=32
-        )
+        config = _config(trained, target_faithfulness=0.5, eval_batch_size=16, n_val_controller=32)
         d = Discovery(trained, config)
         try:
             probe = d.selection_probe

@@ -153,9 +153,13 @@ def target_line(circuit: Circuit) -> str:
         return ""
     from .target_spec import Target
 
+    # The cut, not the threshold, pins the circuit: gates tied at the threshold's
+    # log-alpha can fall on either side of it (targets.GateRanking).
+    dropped = target.get("gates_dropped")
+    cut = f"the {dropped} lowest-ranked gates dropped, " if dropped is not None else ""
     line = (
         f"\n\ntarget: {Target(target['kind'], target['value']).describe()}; met on "
-        f"the validation prompts ({target['validation']:.4f}) at log-alpha threshold "
+        f"the validation prompts ({target['validation']:.4f}) with {cut}log-alpha threshold "
         f"{target['threshold']:.3f}"
     )
     if target["kind"] == "faithfulness":

@@ -279,9 +279,7 @@ def select_threshold(
         if not read_all.get(dropped, True):
             value = at(dropped, every_prompt=True)
         kept = ranking.kept(dropped)
-        return Selection(
-            dropped, ranking.threshold(dropped), value, evaluations, kept, tie_break
-        )
+        return Selection(dropped, ranking.threshold(dropped), value, evaluations, kept, tie_break)
 
     if target.kind == "size":
         # Counting units needs no prompts: bisect to one gate (good meets the size).
