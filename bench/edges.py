@@ -7,11 +7,20 @@ phase's freed memory cannot hide in another's peak:
 * ``node``: node discovery's step (hard-concrete gates on every default granularity);
 * ``edge``: the edge phase's step over a node circuit that keeps ``--keep-heads`` of the
   heads (chosen at random, seeded) and ``--keep-mlps`` of the MLP blocks;
+* ``edge_kept``: the same, keeping each head's own query/key/value input for the backward
+  pass instead of recomputing it there (``EdgeModel(recompute=False)``, as before it
+  recomputed them);
 * ``full``: the same edge pass with every node of the model a candidate (Edge Pruning's
-  formulation: one residual-stream difference per upstream node, gates on every edge).
+  formulation: one residual-stream difference per upstream node, gates on every edge),
+  and ``full_kept`` without the recomputation.
 
 Cost does not depend on the weights, so no checkpoint is loaded; the prompts are random
 token ids (a corrupted copy with half its tokens replaced).
+
+With ``--peer`` (SmolLM2 shape; needs ``.venv-peer``, built by ``bench/setup_edge_peer.sh``)
+a fourth process runs auto-circuit's hard-concrete edge pruning (``bench/edge_peer.py``) at
+the same shape, batch and length: the edge peer over every edge of the model. Its peak is
+the process's ``ru_maxrss``, "above" its peak minus its memory once its model is built.
 
     python bench/edges.py                       # GPT-2-small shape, batch 16, 64 tokens
     python bench/edges.py --shape tiny-gpt2 --batch 2 --seq 16   # a smoke test
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +46,10 @@ SHAPES = {
                                          num_attention_heads=9, num_key_value_heads=3,
                                          intermediate_size=1536, vocab_size=49152)),
 }  # fmt: skip
-PHASES = ("node", "edge", "full")
+PHASES = ("node", "edge", "edge_kept", "full", "full_kept")
+#: bench/edge_peer.py's name of each shape it can build.
+PEER_SHAPES = {"smollm2-135m-shape": "smollm2-135m"}
+PEER_PYTHON = HERE.parent / ".venv-peer" / "bin" / "python"
 
 
 def _tokenizer(vocab: int):
@@ -97,7 +110,7 @@ def run_phase(args: argparse.Namespace) -> dict:
             logits.logsumexp(-1).mean().backward()
 
     else:
-        if args.phase == "full":
+        if args.phase.startswith("full"):
             graph, node_gates = EdgeGraph.full(dims), {}
         else:
             heads = torch.rand(dims.n_layers, dims.n_heads, generator=g) < args.keep_heads
@@ -110,7 +123,7 @@ def run_phase(args: argparse.Namespace) -> dict:
                 "mlp_block": mlps.to(like),
             }
             info["kept_heads"], info["kept_mlps"] = int(heads.sum()), int(mlps.sum())
-        edges = EdgeModel(gated, graph)
+        edges = EdgeModel(gated, graph, recompute=not args.phase.endswith("_kept"))
         log_alpha = torch.full((graph.n_edges,), 2.0, device=args.device, requires_grad=True)
         info["upstream_nodes"], info["gates"] = len(graph.upstream), graph.n_edges
 
@@ -135,6 +148,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--peer", action="store_true", help="also auto-circuit's edge pruning")
     args = p.parse_args()
     if args.phase:
         print(json.dumps(run_phase(args)))
@@ -146,19 +160,51 @@ def main() -> None:
             [sys.executable, __file__, *argv], check=True, capture_output=True, text=True
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
+    if args.peer:
+        rows.append(_peer_row(args))
     by = {r["phase"]: r for r in rows}
     ratio = by["edge"]["above_base_mb"] / max(by["full"]["above_base_mb"], 1e-9)
     if args.json:
         print(json.dumps({"rows": rows, "edge_over_full_above_base": ratio}, indent=1))
         return
     print(f"{args.shape}, batch {args.batch} x {args.seq} tokens, {args.device}")
-    print(f"{'phase':6} {'upstream':>8} {'gates':>9} {'step s':>8} {'peak MB':>9} {'above MB':>9}")
+    print(f"{'phase':9} {'upstream':>8} {'gates':>9} {'step s':>8} {'peak MB':>9} {'above MB':>9}")
     for r in rows:
         print(
-            f"{r['phase']:6} {r.get('upstream_nodes', '-'):>8} {r['gates']:>9} "
+            f"{r['phase']:9} {r.get('upstream_nodes', '-'):>8} {r['gates']:>9} "
             f"{r['step_s']:>8.3f} {r['peak_mb']:>9.1f} {r['above_base_mb']:>9.1f}"
         )
     print(f"edge phase / full-model edges (memory above the loaded model): {ratio:.2f}")
+    if "peer" in by:
+        print(
+            "edge phase / auto-circuit edge pruning: peak "
+            f"{by['edge']['peak_mb'] / by['peer']['peak_mb']:.2f}, above the loaded model "
+            f"{by['edge']['above_base_mb'] / max(by['peer']['above_base_mb'], 1e-9):.2f}"
+        )
+
+
+def _peer_row(args: argparse.Namespace) -> dict:
+    """auto-circuit's edge pruning at this shape, batch and length, in its own venv."""
+    if args.shape not in PEER_SHAPES:
+        sys.exit(f"--peer: the peer builds {', '.join(PEER_SHAPES)} only, not {args.shape}")
+    if not PEER_PYTHON.exists():
+        sys.exit(f"--peer: {PEER_PYTHON} is missing; build it with bench/setup_edge_peer.sh")
+    threads = os.environ.get("OMP_NUM_THREADS", "2")
+    command = [str(PEER_PYTHON), str(HERE / "edge_peer.py"), "--shape", PEER_SHAPES[args.shape]]
+    command += ["--batch", str(args.batch), "--seq-len", str(args.seq)]
+    command += ["--steps", str(max(2, args.steps)), "--threads", threads, "--json"]
+    command += ["--device", args.device]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    peer = json.loads(out[out.index("{") :])
+    return {
+        "phase": "peer",
+        "upstream_nodes": "-",
+        "gates": peer["n_edges"],
+        "step_s": peer["step_s"],
+        "peak_mb": peer["peak_mb"],
+        "above_base_mb": peer["peak_mb"] - peer["rss_after_model_mb"],
+        "peer": peer["peer"],
+    }
 
 
 if __name__ == "__main__":

@@ -99,6 +99,27 @@ def test_all_edges_open_is_the_stock_model_and_the_node_circuit(row, tokenizer):
         assert not torch.allclose(node_circuit, plain, atol=1e-3)
 
 
+@pytest.mark.parametrize("row", SUPPORTED, ids=lambda r: r.id)
+def test_recomputed_head_inputs_give_the_same_logits_and_gradients(row, tokenizer):
+    """The heads' own inputs are recomputed in the backward pass (EdgeModel.recompute):
+    the same logits and the same gradient for every edge gate as when they are kept."""
+    loaded, gated, args, _, ablated = _setup(row, tokenizer)
+    graph = _full(loaded)
+    start = torch.rand(graph.n_edges, generator=torch.Generator().manual_seed(3))
+    results = []
+    for recompute in (False, True):
+        flat = start.clone().requires_grad_(True)
+        with EdgeModel(gated, graph, recompute=recompute) as edges:
+            logits = edges.edge_logits(*args, {}, graph.split(flat), ablated)
+        (logits.float().log_softmax(-1)[:, :50].sum()).backward()
+        results.append((logits.detach(), flat.grad))
+    (kept_logits, kept_grad), (logits, grad) = results
+    torch.testing.assert_close(logits, kept_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad, kept_grad, atol=1e-5, rtol=1e-4)
+    # Every kind of edge carries gradient (a head's query, key and value rows included).
+    assert (grad.abs() > 0).float().mean() > 0.5
+
+
 def _module(model, path: str, layer: int | None = None):
     return model.get_submodule(path.format(i=layer) if layer is not None else path)
 

@@ -28,7 +28,9 @@ downstream input and upstream layer, so those families' edge pass is slower.
 
 Memory: one ``[n, B, T, d_model]`` difference per group of candidate upstream nodes (the
 embedding; a layer's kept heads; a layer's MLP), so it grows with the surviving nodes,
-not with the model's.
+not with the model's. The heads' own ``[rows, B, T, d_model]`` inputs (and their norm's
+intermediates) are recomputed in the backward pass instead of kept (``recompute``), so
+only their ``[rows, B, T, head_dim]`` projections stay.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import NodepruneError
 from ..intervention import Ablated, GatedModel
@@ -94,8 +97,10 @@ def _identity(x: Tensor) -> Tensor:
 class EdgeModel:
     """Edge hooks over a GatedModel (whose hooks must already be on the model)."""
 
-    def __init__(self, gated: GatedModel, graph: EdgeGraph) -> None:
+    def __init__(self, gated: GatedModel, graph: EdgeGraph, recompute: bool = True) -> None:
         self.gated = gated
+        #: Recompute the heads' own inputs in the backward pass (see _qkv_hook).
+        self.recompute = recompute
         self.graph = graph
         self.model = gated.model
         self.layout: EdgeLayout = edge_layout(self.model)
@@ -222,12 +227,21 @@ class EdgeModel:
 
         return hook
 
-    def _correction(self, group: Group, device: torch.device) -> Tensor | None:
-        """sum_u (1 - m_ud) (out_u - abl_u) per row of ``group``: [rows, B, T, D], on
-        ``device`` (with a device map, upstream layers may live elsewhere)."""
-        state = self._state
+    def _correction(
+        self,
+        group: Group,
+        device: torch.device,
+        state: _PassState | None = None,
+        rows: Tensor | None = None,
+    ) -> Tensor | None:
+        """sum_u (1 - m_ud) (out_u - abl_u) per row of ``group`` (or per row of ``rows``
+        only): [rows, B, T, D], on ``device`` (with a device map, upstream layers may live
+        elsewhere). ``state``: the pass's (default: the current pass)."""
+        state = self._state if state is None else state
         assert state is not None
         closed = state.closed[group.name].to(device)
+        if rows is not None:
+            closed = closed.index_select(0, rows.to(device))
         total = None
         for start, item in state.blocks:
             if start >= group.n_upstream:
@@ -278,15 +292,11 @@ class EdgeModel:
             group = self.graph.group("attn", layer)
             if state is None or group is None:
                 return None
-            correction = self._correction(group, output.device)
-            if correction is None:
-                return None
             rows = [i for i, r in enumerate(group.rows) if r.part in names]
-            if not rows:
-                return None
+            if not rows or all(start >= group.n_upstream for start, _ in state.blocks):
+                return None  # no upstream candidate yet: the stock projection stands
             residual = state.residual[layer]
             picked = torch.tensor(rows, device=residual.device)
-            inputs = normalize(residual.unsqueeze(0) - correction.index_select(0, picked))
             weight, bias = linear_weight(module)
             hd = self.head_dim
             w_units = weight.view(-1, hd, weight.shape[1])  # per head of the output
@@ -300,9 +310,25 @@ class EdgeModel:
             ]
             unit_idx = torch.tensor(units, device=residual.device)
             w = w_units.index_select(0, unit_idx)
-            new = torch.einsum("rbtd,red->rbte", inputs.to(w.dtype), w)
-            if b_units is not None:
-                new = new + b_units.index_select(0, unit_idx)[:, None, None, :]
+            b = None if b_units is None else b_units.index_select(0, unit_idx)[:, None, None, :]
+
+            def head_inputs(residual: Tensor) -> Tensor:
+                """Each picked row's own normed input, projected: [rows, B, T, hd]."""
+                correction = self._correction(group, residual.device, state, picked)
+                assert correction is not None
+                inputs = normalize(residual.unsqueeze(0) - correction)
+                new = torch.einsum("rbtd,red->rbte", inputs.to(w.dtype), w)
+                return new if b is None else new + b
+
+            if self.recompute and torch.is_grad_enabled():
+                # The rows' [rows, B, T, d_model] inputs and their norm's intermediates
+                # are most of the edge phase's memory (one per kept head and key/value
+                # head of every layer): recomputed in the backward pass instead of kept,
+                # so only the [rows, B, T, head_dim] projections stay. The recompute
+                # reads ``state``, the forward's own (not the pass current then).
+                new = checkpoint(head_inputs, residual, use_reentrant=False)
+            else:
+                new = head_inputs(residual)
             batch, seq = output.shape[:2]
             out = output.clone()
             out.view(batch, seq, -1, hd)[:, :, unit_idx] = new.permute(1, 2, 0, 3).to(out.dtype)
