@@ -12,7 +12,10 @@ at each further target, which gives the curves (with CPR and CMD).
 Writes OUT/<task>/ (compare.json, curves.json, claim.json, compare.txt, circuits/,
 claim_row.md), OUT/claims.md (one row per task) and OUT/<task>/curves.png. A task with
 a claim_row.md is not run again, so a stopped benchmark continues and tasks can be run
-by separate invocations into the same OUT.
+by separate invocations into the same OUT; within a task, every discovery (each method
+at each target) is kept in OUT/<task>/discoveries/ as soon as it is found and read back
+by a later run of the same settings, so a stopped curve loses at most the discovery
+that was running.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from nodeprune.compare import CompareOptions, Comparison
     from nodeprune.config import COMMAND_TARGET
     from nodeprune.methods import DEFAULT_CURVE_SCALES
+    from nodeprune.run_files import DISCOVERIES_DIR
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             curve_targets=list(args.curve_targets),
             curve_scales=scales,
             progress=False,
+            reuse_dir=out / task / DISCOVERIES_DIR,
         )
         started = time.perf_counter()
         comparison = Comparison(loaded, cfg, options)

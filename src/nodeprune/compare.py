@@ -44,6 +44,7 @@ from .baselines.search import smallest_scale_reaching
 from .baselines.selection import FULL_SCALE, scale_grid
 from .circuit import Circuit
 from .closing import ClosedOnExit
+from .compare_reuse import REUSED_KEY, SavedDiscoveries, saved_cost
 from .config import DiscoveryConfig, config_with
 from .curves import curve_point, curves_document, mean_point
 from .discovery import Discovery
@@ -68,6 +69,9 @@ class CompareOptions:
     curve_scales: list[float] = field(default_factory=lambda: list(DEFAULT_CURVE_SCALES))
     search_steps: int = 8
     progress: bool = True
+    #: A folder where every discovery's circuit is kept as soon as it is found, and from
+    #: which a later comparison of the same configuration reads it back (compare_reuse.py).
+    reuse_dir: str | Path | None = None
 
     def validate(self) -> CompareOptions:
         if self.random_draws < 1:
@@ -169,12 +173,21 @@ class Comparison(ClosedOnExit):
             changes["lam"] = lam
         if target is not None:
             changes.update(target_faithfulness=target, target_kl=None, target_size=None)
-        discovery = Discovery(self.bench, config_with(self.config, changes))
+        config = config_with(self.config, changes)
+        saved = SavedDiscoveries(self.options.reuse_dir) if self.options.reuse_dir else None
+        if saved is not None:
+            found = saved.load(config, self.loaded.name)
+            if found is not None:
+                _log(f"[compare] reusing {found.extra[REUSED_KEY]} (the same configuration)")
+                return found
+        discovery = Discovery(self.bench, config)
         circuit = discovery.run(progress=self.options.progress)
         # Re-evaluated with the common gates, so that every method has the same ablated
         # reference (a coarse run's own reference keeps the embedding clean).
         circuit.extra["own_metrics"] = circuit.metrics
         circuit.metrics = self.evaluate(circuit.masks)
+        if saved is not None:
+            saved.save(circuit, config)  # at once: a stop later loses nothing of it
         return circuit
 
     def row(
@@ -203,6 +216,11 @@ class Comparison(ClosedOnExit):
         _log(f"[compare] {method}: discovery with {', '.join(granularities)}")
         with measure(self.loaded.device) as cost:
             circuit = self.discover(granularities)
+        reused = circuit.extra.pop(REUSED_KEY, None)
+        if reused is not None:  # what it cost when it ran, where that was recorded
+            cost = saved_cost(circuit) or cost
+        elif self.options.reuse_dir:
+            SavedDiscoveries(self.options.reuse_dir).save(circuit, cost=cost)
         row = self.row(
             method,
             circuit.masks,
@@ -211,6 +229,7 @@ class Comparison(ClosedOnExit):
             granularities=list(circuit.enabled),
             lam=self.config.lam,
             own_metrics=circuit.extra["own_metrics"],
+            **({"reused_from": reused} if reused is not None else {}),
         )
         points = [curve_point(circuit.masks, circuit.metrics, lam=self.config.lam)]
         for lam in self.options.curve_lams:

@@ -43,6 +43,9 @@ CURVES_FILE = "curves.json"
 CLAIM_FILE = "claim.json"
 COMPARE_TEXT_FILE = "compare.txt"
 CIRCUITS_DIR = "circuits"
+#: A comparison's discoveries, each kept as soon as it is found, so that running the
+#: same comparison into the same folder again continues a stopped one (compare_reuse.py).
+DISCOVERIES_DIR = "discoveries"
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NodepruneError
-from ..run_files import COMPARE_FILE
+from ..run_files import COMPARE_FILE, DISCOVERIES_DIR
 from .flags import add_config_flags, config_from_args
 
 COMPARE_HELP = "compare multi-granular pruning with coarse pruning, attribution and random"
@@ -22,6 +22,12 @@ def add_compare_parser(sub: Any) -> None:
     p.add_argument("--out", help="output folder (default runs/compare-TASK)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing compare.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="train every discovery again, even those OUT/discoveries/ kept from an earlier "
+        "run of the same configuration (by default a stopped compare continues)",
+    )
     p.add_argument(
         "--methods",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
@@ -86,6 +92,7 @@ def cmd_compare(args: Any) -> int:
         curve_scales=list(args.curve_scales),
         search_steps=args.search_steps,
         progress=not args.quiet,
+        reuse_dir=None if args.no_reuse else out / DISCOVERIES_DIR,
     )
     print(f"loading {cfg.model} ...", file=sys.stderr)
     loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
