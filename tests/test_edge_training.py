@@ -129,3 +129,56 @@ def test_kl_target_is_met_on_validation(llama_model, node_circuit):
     assert measured <= asked + 1e-9
     assert result.n_kept < len(result.kept)
     assert result.extra["target"]["validation"] == pytest.approx(measured)
+
+
+def test_edge_pruning_harm_is_the_slope_of_the_targets_quantity(llama_model, node_circuit):
+    # An edge's gate enters linearly (its downstream input moves by (1 - m) times the
+    # upstream difference), so closing it a little changes the quantity by harm x that.
+    # KL: on this random model faithfulness is undefined (full and ablated score alike);
+    # the faithfulness branch is the node gates' (tests/test_targets.py).
+    kind = "kl"
+    with edge_workbench(llama_model, node_circuit) as bench:
+        with EdgeDiscovery(bench, node_circuit, EdgeConfig(target_kl=100.0)) as run:
+            probe, n = run.probe, run.graph.n_edges
+            generator = torch.Generator().manual_seed(2)
+            mask = (torch.rand(n, generator=generator) > 0.3).float()
+            harm = probe.pruning_harm({"edges": mask}, kind)["edges"]
+            assert harm.shape == (n,)
+            sign = 1.0 if kind == "faithfulness" else -1.0
+            base = probe.score({"edges": mask})[kind]
+            eps = 1e-2
+            for index in (int(harm.abs().argmax()), int(harm.abs().argmin())):
+                nudged = mask.clone()
+                step = -eps if mask[index] > 0 else eps
+                nudged[index] += step
+                slope = sign * (probe.score({"edges": nudged})[kind] - base) / step
+                assert slope == pytest.approx(float(harm[index]), rel=0.05, abs=1e-4)
+            assert float(harm.abs().max()) > 1e-3
+
+
+def test_tied_edges_are_cut_in_the_order_of_their_harm(tokenizer):
+    # A model trained on IOI, where faithfulness is defined and edges matter.
+    from reports.tiny_ioi import trained_ioi_gpt2
+
+    loaded = trained_ioi_gpt2(tokenizer)
+    cfg = tiny_discovery_config(steps=2, n_train=16, n_val=32, n_test=12, lr=0.1)
+    with Discovery(loaded, cfg) as discovery:
+        node = discovery.run(progress=False)
+    with edge_workbench(loaded, node) as bench:
+        # Low: on this 2-layer model single edges into keys move faithfulness by up to
+        # 0.5, against first-order estimates of about 0.1 (softmax), so the harm order's
+        # first edges already cost much of it.
+        cfg = EdgeConfig(steps=2, target_faithfulness=0.3, batch_size=8)
+        with EdgeDiscovery(bench, node, cfg) as run:
+            run.run(progress=False)
+            with torch.no_grad():
+                run.log_alpha.fill_(10.0)  # every edge at the clamp: all tied
+            run.selection = None
+            kept = run.final_mask()
+            assert run.selection.tie_break == "pruning_harm"
+            assert run.selection.measured >= 0.3
+            assert 0 < int(kept.sum()) < run.graph.n_edges
+            every = torch.ones(run.graph.n_edges)
+            harm = run.probe.pruning_harm({"edges": every}, "faithfulness")["edges"]
+            # The edges dropped are the least harmful ones.
+            assert float(harm[~kept].max()) <= float(harm[kept].min())

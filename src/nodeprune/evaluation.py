@@ -274,26 +274,41 @@ class SplitReference:
                     return estimate.value, False
         return sums.metrics()["normalized_faithfulness"], True
 
-    def pruning_harm(self, masks: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
+    def pruning_harm(
+        self,
+        masks: dict[str, Tensor],
+        kind: str,
+        circuit_logits_of: Callable[[dict[str, Tensor]], CircuitLogits] | None = None,
+    ) -> dict[str, Tensor]:
         """Per gate of the enabled granularities, the first-order estimate of how much
         closing it, from the binary circuit ``masks``, worsens the target's quantity
         (``kind``: "faithfulness" or "kl"): d(faithfulness)/d(gate), or -d(KL)/d(gate).
-        One backward pass per batch, from the kept ablated values.
+        One backward pass per batch, from the kept ablated values. ``circuit_logits_of``
+        (the edge phase's): the logits of the circuit whose gates are ``masks`` (as
+        given, any keys), in place of the node-gated pass of the enabled granularities.
 
         The threshold search orders gates by log-alpha; gates training drove to the same
         clamp (+-10) tie there, and this orders them instead of dropping them all at once."""
         self.prepare()
         denom = float(self.full_metric.double().mean() - self.ablated_metric.double().mean())
         n = len(self.data)
-        gates = {g: t.clone().requires_grad_(True) for g, t in self.gates(masks).items()}
+        if circuit_logits_of is None:
+            gates = {g: t.clone().requires_grad_(True) for g, t in self.gates(masks).items()}
+            logits_of = self._gated_logits(gates)
+        else:
+            like = self.like
+            gates = {
+                k: t.to(dtype=like.dtype, device=like.device).clone().requires_grad_(True)
+                for k, t in masks.items()
+            }
+            logits_of = circuit_logits_of(gates)
         totals = {g: torch.zeros(t.shape, dtype=torch.float32) for g, t in gates.items()}
         for index, part in enumerate(self.parts):
             part = part.to(self.like.device)
             with torch.no_grad():
                 ref, ablated = self._reference(index, part)
             with torch.enable_grad():
-                args = (part.clean_ids, part.attention_mask, part.answer_pos)
-                logits = self.gated.gated_logits(*args, gates=gates, ablated=ablated)
+                logits = logits_of(part, ablated)
                 if kind == "kl":
                     value = -kl_full_to_circuit(ref.full_logprobs, logits).float().sum() / n
                 else:

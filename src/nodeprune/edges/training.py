@@ -87,6 +87,22 @@ class EdgeProbe:
         metrics = self.reference.evaluate(circuit_logits=logits)
         return {"faithfulness": metrics["normalized_faithfulness"], "kl": metrics["kl"]}
 
+    def pruning_harm(self, masks: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
+        """Per candidate edge, the first-order estimate of how much closing it, from the
+        edge circuit ``masks``, worsens the target's quantity (SplitReference.pruning_harm
+        through the edge-gated pass): the threshold search's order among tied edges."""
+
+        def logits_of(gates: dict[str, Tensor]):
+            split = self.edges.graph.split(gates["edges"])
+
+            def logits(part: PromptBatch, ablated) -> Tensor:
+                args = (part.clean_ids, part.attention_mask, part.answer_pos)
+                return self.edges.edge_logits(*args, self.node_gates, split, ablated)
+
+            return logits
+
+        return self.reference.pruning_harm(masks, kind, circuit_logits_of=logits_of)
+
 
 def measure_edges(target: Target, masks: dict[str, Tensor], probe: object) -> float:
     """The target's quantity for an edge circuit: size is the fraction of candidate
@@ -241,12 +257,22 @@ class EdgeDiscovery(ClosedOnExit):
         if self.target is None:
             return self.masks_at(0.0)["edges"]
         if self.selection is None:
+            probe, kind = self.probe, self.target.kind
+            tiebreak = None
+            if probe is not None and kind != "size":
+
+                def tiebreak() -> dict[str, Tensor]:
+                    # Edges training drove to the same clamp tie in log-alpha: ordered
+                    # by their estimated harm, as node gates are.
+                    return probe.pruning_harm(self.masks_at(0.0), kind)
+
             self.selection = select_threshold(
                 self.target,
                 {"edges": self.log_alpha},
                 lambda kept: kept,
-                self.probe,
+                probe,
                 measure_with=measure_edges,
+                tiebreak=tiebreak,
             )
         return self.selection.kept["edges"]
 
