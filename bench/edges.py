@@ -160,8 +160,10 @@ def main() -> None:
             [sys.executable, __file__, *argv], check=True, capture_output=True, text=True
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # kept if a later one dies
     if args.peer:
         rows.append(_peer_row(args))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     by = {r["phase"]: r for r in rows}
     ratio = by["edge"]["above_base_mb"] / max(by["full"]["above_base_mb"], 1e-9)
     if args.json:
@@ -194,7 +196,10 @@ def _peer_row(args: argparse.Namespace) -> dict:
     command += ["--batch", str(args.batch), "--seq-len", str(args.seq)]
     command += ["--steps", str(max(2, args.steps)), "--threads", threads, "--json"]
     command += ["--device", args.device]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:  # -9: killed, on this machine by the kernel's OOM killer
+        sys.exit(f"--peer: {' '.join(command)} exited with {done.returncode}: {done.stderr[-500:]}")
+    out = done.stdout
     peer = json.loads(out[out.index("{") :])
     return {
         "phase": "peer",
