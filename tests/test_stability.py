@@ -42,6 +42,10 @@ def test_keep_frequency_and_jaccard_by_hand():
     assert heads["jaccard_min"] == pytest.approx(1 / 3)
     # Counts per head: 3, 2, 0, 2 -> kept by 0 runs: 1/4, by 2: 2/4, by 3: 1/4.
     assert heads["kept_by_k_runs"] == [0.25, 0.0, 0.5, 0.25]
+    # Sizes 2, 2, 3: pairs allow at most 1, 2/3, 2/3; random sets of 2 and 2 of 4 share
+    # 1 head on average (1 / 3), of 2 and 3 share 1.5 (1.5 / 3.5).
+    assert heads["jaccard_size_ceiling"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert heads["jaccard_chance"] == pytest.approx((1 / 3 + 2 * 1.5 / 3.5) / 3)
     neurons = out["granularities"]["mlp_neuron"]
     # run0 == run1 (3 neurons); run2 shares none of them.
     assert neurons["jaccard_pairs"] == pytest.approx({"0-1": 1.0, "0-2": 0.0, "1-2": 0.0})

@@ -54,12 +54,21 @@ def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[
             f"{i}-{j}": jaccard(masks[i], masks[j]) for i, j in itertools.combinations(range(n), 2)
         }
         values = list(pairs.values())
+        sizes = [int(m.sum()) for m in masks]
+        size_pairs = [(sizes[i], sizes[j]) for i, j in itertools.combinations(range(n), 2)]
         entry: dict[str, Any] = {
             "total": int(counts.size),
-            "kept_per_run": [int(m.sum()) for m in masks],
+            "kept_per_run": sizes,
             "jaccard_pairs": pairs,
             "jaccard_mean": float(np.mean(values)),
             "jaccard_min": float(np.min(values)),
+            # What the sizes alone allow: two sets of a <= b nodes overlap at most a / b;
+            # and what chance gives (random sets of those sizes), so that a mean Jaccard
+            # is read as agreement on which nodes, beyond size and beyond chance.
+            "jaccard_size_ceiling": float(np.mean([_ceiling(a, b) for a, b in size_pairs])),
+            "jaccard_chance": float(
+                np.mean([_chance(a, b, int(counts.size)) for a, b in size_pairs])
+            ),
             # fraction of nodes kept by exactly k of the n runs, k = 0..n
             "kept_by_k_runs": [float(np.mean(counts == k)) for k in range(n + 1)],
         }
@@ -77,6 +86,20 @@ def stability(circuits: list[Circuit], labels: list[str] | None = None) -> dict[
     }
     out["goals"] = stability_goals(out)
     return out
+
+
+def _ceiling(a: int, b: int) -> float:
+    """The largest Jaccard overlap two sets of a and b nodes can have."""
+    return 1.0 if max(a, b) == 0 else min(a, b) / max(a, b)
+
+
+def _chance(a: int, b: int, total: int) -> float:
+    """The Jaccard overlap of two random sets of a and b of ``total`` nodes (their
+    expected intersection ab/total over the union it leaves)."""
+    if a == 0 and b == 0:
+        return 1.0
+    shared = a * b / total
+    return shared / (a + b - shared)
 
 
 #: What "stable across seeds" asks of the runs (issue-level goals, shown to users so a
@@ -123,15 +146,20 @@ def stability_table(result: dict[str, Any]) -> str:
         f"seeds {result['seeds']}",
         "",
         f"{'granularity':<18}{'kept per run':>22}{'Jaccard mean':>14}{'min':>8}"
-        f"{'kept by all':>13}{'by none':>9}",
+        f"{'size limit':>12}{'chance':>8}{'kept by all':>13}{'by none':>9}",
     ]
     for g, e in result["granularities"].items():
         kept = "/".join(str(k) for k in e["kept_per_run"])
         by_k = e["kept_by_k_runs"]
         rows.append(
             f"{g:<18}{kept:>22}{e['jaccard_mean']:>14.3f}{e['jaccard_min']:>8.3f}"
+            f"{e['jaccard_size_ceiling']:>12.3f}{e['jaccard_chance']:>8.3f}"
             f"{100 * by_k[n]:>12.1f}%{100 * by_k[0]:>8.1f}%"
         )
+    rows.append(
+        "(size limit: the mean Jaccard the kept counts alone allow, smaller over larger; "
+        "chance: that of random sets of those counts)"
+    )
     faith = result.get("faithfulness")
     if faith is not None:
         values = ", ".join(f"{v:.3f}" for v in faith["per_run"])
