@@ -322,10 +322,11 @@ class EdgeModel:
 
             if self.recompute and torch.is_grad_enabled():
                 # The rows' [rows, B, T, d_model] inputs and their norm's intermediates
-                # are most of the edge phase's memory (one per kept head and key/value
-                # head of every layer): recomputed in the backward pass instead of kept,
-                # so only the [rows, B, T, head_dim] projections stay. The recompute
-                # reads ``state``, the forward's own (not the pass current then).
+                # (one per kept head and key/value head of every layer) are recomputed in
+                # the backward pass instead of kept, so only the [rows, B, T, head_dim]
+                # projections stay: a sixth less memory above the model on the SmolLM2
+                # shape (bench/edges.py), for a sixth more time. The recompute reads
+                # ``state``, the forward's own (not the pass current then).
                 new = checkpoint(head_inputs, residual, use_reentrant=False)
             else:
                 new = head_inputs(residual)
