@@ -7,8 +7,8 @@ test faithfulness and the pairwise Jaccard of the kept sets, against the goals o
     python bench/seeds.py --set granularities=all --set optimizer=granular_adam
 
 Each seed's circuit is written to OUT/seed-S/circuit.json with its step history in
-history.jsonl (an existing circuit is reused, so a stopped benchmark continues), the
-stability JSON and table to OUT/.
+history.jsonl and its final checkpoint (every gate's log-alpha; an existing circuit is
+reused, so a stopped benchmark continues), the stability JSON and table to OUT/.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         ).validate()
         started = time.perf_counter()
         discovery = Discovery(loaded, cfg)
-        circuit = discovery.run(progress=False)
+        # The checkpoint keeps every gate's final log-alpha (the circuit file keeps only
+        # the coarse ones), so a seed's gates can be re-selected or compared later.
+        circuit = discovery.run(progress=False, checkpoint_dir=path.parent)
         circuit.save(path)
         # The controller's trajectory says why a seed ended where it did (over-pruned
         # early, or never reached its target), which the circuit alone does not.
