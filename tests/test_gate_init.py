@@ -30,7 +30,8 @@ def test_rank_positions_order_by_magnitude_over_minus_one_to_one():
 
 def test_gate_attribution_equals_the_attribution_baselines_scores(tokenizer):
     """A head's (a block's) own-gate gradient is the sum of its neurons' site gradients,
-    which is what the attribution baseline scores it by."""
+    which is what the attribution baseline scores it by (the site gradients themselves
+    are checked against finite differences in tests/baselines/test_attribution.py)."""
     loaded = tiny_model("llama", tokenizer)
     gated = GatedModel(loaded)
     try:

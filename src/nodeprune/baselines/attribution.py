@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor
 
 from ..ablator import Ablator
+from ..gate_init import gate_attribution
 from ..granularity import GRANULARITIES
 from ..intervention import GatedModel
 from ..prompts import PromptBatch
@@ -45,28 +45,9 @@ def site_gradients(
     batch_size: int = 32,
 ) -> dict[str, Tensor]:
     """d(mean task metric)/d(gate) at gates = 1 for attention neurons, MLP neurons and
-    MLP output dimensions (disabled ancestors count as open, so these are site gates)."""
-    dims = gated.dims
-    device = gated.loaded.device
-    totals = {
-        g: torch.zeros(GRANULARITIES[g].shape(dims), dtype=torch.float32) for g in _SITE_GATES
-    }
-    for part in data.batches(batch_size):
-        part = part.to(device)
-        gates = {
-            g: torch.ones(GRANULARITIES[g].shape(dims), device=device, requires_grad=True)
-            for g in _SITE_GATES
-        }
-        ablated = ablator.values(part)
-        with torch.enable_grad():
-            logits = gated.gated_logits(
-                part.clean_ids, part.attention_mask, part.answer_pos, gates, ablated
-            )
-            metric = task.metric(logits, part).sum()
-            grads = torch.autograd.grad(metric, [gates[g] for g in _SITE_GATES])
-        for g, grad in zip(_SITE_GATES, grads, strict=True):
-            totals[g] += grad.detach().float().cpu()
-    return {g: t / len(data) for g, t in totals.items()}
+    MLP output dimensions (disabled ancestors count as open, so these are site gates):
+    the gates' start of ``gate_init="attribution"`` is the same gradient."""
+    return gate_attribution(gated, ablator, task, data, list(_SITE_GATES), batch_size)
 
 
 def signed_scores(site_grads: dict[str, Tensor]) -> dict[str, Tensor]:
