@@ -167,7 +167,9 @@ class Comparison(ClosedOnExit):
 
     def discover(
         self, granularities: list[str], lam: float | None = None, target: float | None = None
-    ) -> Circuit:
+    ) -> tuple[Circuit, Cost]:
+        """The discovery's circuit and what it cost (for a circuit read back from the
+        reuse folder, what it cost when it ran, where that was recorded)."""
         changes: dict[str, Any] = {"granularities": list(granularities)}
         if lam is not None:
             changes["lam"] = lam
@@ -176,19 +178,21 @@ class Comparison(ClosedOnExit):
         config = config_with(self.config, changes)
         saved = SavedDiscoveries(self.options.reuse_dir) if self.options.reuse_dir else None
         if saved is not None:
-            found = saved.load(config, self.loaded.name)
+            with measure(self.loaded.device) as read_cost:
+                found = saved.load(config, self.loaded.name)
             if found is not None:
                 _log(f"[compare] reusing {found.extra[REUSED_KEY]} (the same configuration)")
-                return found
-        discovery = Discovery(self.bench, config)
-        circuit = discovery.run(progress=self.options.progress)
-        # Re-evaluated with the common gates, so that every method has the same ablated
-        # reference (a coarse run's own reference keeps the embedding clean).
-        circuit.extra["own_metrics"] = circuit.metrics
-        circuit.metrics = self.evaluate(circuit.masks)
+                return found, saved_cost(found) or read_cost
+        with measure(self.loaded.device) as cost:
+            discovery = Discovery(self.bench, config)
+            circuit = discovery.run(progress=self.options.progress)
+            # Re-evaluated with the common gates, so that every method has the same
+            # ablated reference (a coarse run's own reference keeps the embedding clean).
+            circuit.extra["own_metrics"] = circuit.metrics
+            circuit.metrics = self.evaluate(circuit.masks)
         if saved is not None:
-            saved.save(circuit, config)  # at once: a stop later loses nothing of it
-        return circuit
+            saved.save(circuit, config, cost)  # at once: a stop later loses nothing of it
+        return circuit, cost
 
     def row(
         self, method: str, masks: dict[str, Tensor], metrics: dict[str, float], cost: Cost, **extra
@@ -214,13 +218,8 @@ class Comparison(ClosedOnExit):
         self, method: str, granularities: list[str]
     ) -> tuple[Circuit, dict[str, Any], list[dict]]:
         _log(f"[compare] {method}: discovery with {', '.join(granularities)}")
-        with measure(self.loaded.device) as cost:
-            circuit = self.discover(granularities)
+        circuit, cost = self.discover(granularities)
         reused = circuit.extra.pop(REUSED_KEY, None)
-        if reused is not None:  # what it cost when it ran, where that was recorded
-            cost = saved_cost(circuit) or cost
-        elif self.options.reuse_dir:
-            SavedDiscoveries(self.options.reuse_dir).save(circuit, cost=cost)
         row = self.row(
             method,
             circuit.masks,
@@ -236,13 +235,13 @@ class Comparison(ClosedOnExit):
             if math.isclose(lam, self.config.lam):
                 continue
             _log(f"[compare] {method}: curve point at lam {lam}")
-            other = self.discover(granularities, lam=lam)
+            other, _ = self.discover(granularities, lam=lam)
             points.append(curve_point(other.masks, other.metrics, lam=lam))
         for target in self.options.curve_targets:
             if math.isclose(target, self.config.target_faithfulness or -1.0):
                 continue
             _log(f"[compare] {method}: curve point at faithfulness target {target}")
-            other = self.discover(granularities, target=target)
+            other, _ = self.discover(granularities, target=target)
             points.append(curve_point(other.masks, other.metrics, target_faithfulness=target))
         return circuit, row, points
 

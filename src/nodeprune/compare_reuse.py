@@ -53,15 +53,10 @@ class SavedDiscoveries:
         circuit.extra[REUSED_KEY] = str(path)
         return circuit
 
-    def save(
-        self, circuit: Circuit, config: DiscoveryConfig | None = None, cost: Cost | None = None
-    ) -> Path:
-        """Keep ``circuit`` for ``config`` (default: the one it was kept for before),
-        with its cost when given."""
-        if config is not None:
-            circuit.extra[CONFIG_KEY] = config.to_dict()
-        if cost is not None:
-            circuit.extra[COST_KEY] = cost.to_dict()
+    def save(self, circuit: Circuit, config: DiscoveryConfig, cost: Cost) -> Path:
+        """Keep ``circuit`` for ``config``, with what its discovery cost."""
+        circuit.extra[CONFIG_KEY] = config.to_dict()
+        circuit.extra[COST_KEY] = cost.to_dict()
         return circuit.save(self.path(circuit.extra[CONFIG_KEY]))
 
 
