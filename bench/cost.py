@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nodeprune.config import AUTOCAST_DTYPES
+from nodeprune.dtypes import AUTOCAST_DTYPES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

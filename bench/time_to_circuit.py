@@ -10,6 +10,8 @@ what a returning user waits for.
 
     python bench/time_to_circuit.py                       # the demo, twice
     python bench/time_to_circuit.py --runs 1 -- --batch-size 16   # extra discover flags
+    python bench/time_to_circuit.py --runs 1 --variant "fp32=--autocast off" \
+        --variant "auto=--autocast auto"      # settings side by side, run in turn
 
 Check that nothing else runs first (`ps`, `uptime`): on these 2 cores a second process
 slows both several times over.
@@ -65,25 +67,36 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=FLAGS",
+        help="a labelled set of extra discover flags; variants run in turn, --runs rounds",
+    )
     p.add_argument("flags", nargs="*", help="extra `discover` flags, after --")
     args = p.parse_args(argv)
+    variants = [v.partition("=")[::2] for v in args.variant] or [("", "")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
-            rows.append(one_run(list(args.flags), Path(tmp) / f"run-{i}"))
-            print(f"run {i + 1}: {rows[-1]}", file=sys.stderr, flush=True)
+            for label, flags in variants:
+                out = Path(tmp) / f"run-{i}-{len(rows)}"
+                rows.append({"variant": label, **one_run([*flags.split(), *args.flags], out)})
+                print(f"run {i + 1} {label}: {rows[-1]}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(
-        "| run | wall s | set-up | training (of it measurements) | selection | test | "
+        "| run | variant | wall s | set-up | training (of it measurements) | selection | test | "
         "test faithfulness | heads |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|")
     for i, r in enumerate(rows, 1):
         low, high = r["interval"]
         print(
-            f"| {i} | {r['wall_s']:.0f} | {r['setup_seconds']:.0f} | {r['train_seconds']:.0f} "
+            f"| {i} | {r['variant'] or '-'} | {r['wall_s']:.0f} | {r['setup_seconds']:.0f} | "
+            f"{r['train_seconds']:.0f} "
             f"({r['measure_seconds']:.0f}) | {r['selection_seconds']:.0f} | "
             f"{r['test_seconds']:.0f} | {r['test_faithfulness']:.3f} ({low:.3f}-{high:.3f}) | "
             f"{r['heads']} |"

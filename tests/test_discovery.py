@@ -11,6 +11,7 @@ from conftest import tiny_discovery_config
 
 from nodeprune import Circuit, Discovery
 from nodeprune.circuit import make_consistent
+from nodeprune.summary import circuit_summary
 from nodeprune.workbench import evaluate_circuit
 
 
@@ -89,3 +90,52 @@ def test_bf16_autocast_trains_like_fp32(llama_model):
     again = evaluate_circuit(llama_model, circuit)
     # nan (an undefined faithfulness on a random model) must be nan again.
     assert json.dumps(circuit.metrics, sort_keys=True) == json.dumps(again, sort_keys=True)
+
+
+def test_validation_measurements_run_in_the_training_precision(llama_model):
+    """Under autocast the controller's and the selection's validation passes are mixed
+    precision too, the test scores are not, and the circuit file says which it was."""
+    from nodeprune.intervention import GatedModel
+
+    d = Discovery(
+        llama_model,
+        _config(autocast="bfloat16", steps=4, target_every=2, target_kl=0.5, n_val=12),
+    )
+    assert d.autocast == "bfloat16"
+    seen: dict[str, set] = {"measure": set(), "test": set()}
+    phase = ["train"]
+    hook = GatedModel._apply
+
+    def spy(self, key, x, _hook=hook):
+        seen.setdefault(phase[0], set()).add(x.dtype)
+        return _hook(self, key, x)
+
+    measure, final = Discovery._measure_target, Discovery.final_masks
+
+    def spy_measure(self):
+        phase[0] = "measure"
+        try:
+            return measure(self)
+        finally:
+            phase[0] = "train"
+
+    def spy_final(self):
+        phase[0] = "measure"
+        try:
+            return final(self)
+        finally:
+            phase[0] = "test"
+
+    GatedModel._apply = spy
+    Discovery._measure_target, Discovery.final_masks = spy_measure, spy_final
+    try:
+        circuit = d.run(progress=False)
+    finally:
+        GatedModel._apply = hook
+        Discovery._measure_target, Discovery.final_masks = measure, final
+    assert torch.bfloat16 in seen["measure"]
+    assert seen["test"] == {torch.float32}
+    assert circuit.extra["autocast"] == "bfloat16"
+    assert "bfloat16 autocast" in circuit_summary(circuit)
+    plain = Discovery(llama_model, _config(steps=1)).run(progress=False)
+    assert plain.extra["autocast"] == "off" and "autocast" not in circuit_summary(plain)

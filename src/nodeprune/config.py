@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .dtypes import AUTOCAST_DTYPES, DTYPES
+from .dtypes import AUTOCAST_CHOICES, DTYPES
 from .errors import NodepruneError
 from .granularity import DEFAULT_GRANULARITIES, GRANULARITIES, check_granularity_names
 from .suggest import closest
@@ -113,9 +113,9 @@ class DiscoveryConfig:
         parse_ablation(self.ablation)
         if self.dtype not in DTYPES:
             raise NodepruneError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
-        if self.autocast not in AUTOCAST_DTYPES:
+        if self.autocast not in AUTOCAST_CHOICES:
             raise NodepruneError(
-                f"autocast must be one of {', '.join(AUTOCAST_DTYPES)}, not {self.autocast!r}"
+                f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, not {self.autocast!r}"
             )
         if self.gate_init not in GATE_INITS:
             raise NodepruneError(

@@ -32,8 +32,9 @@ from .checkpoint import (
 )
 from .circuit import Circuit, full_masks, make_consistent
 from .closing import ClosedOnExit
-from .config import AUTOCAST_DTYPES, DiscoveryConfig, config_with
+from .config import DiscoveryConfig, config_with
 from .discovery_result import read_circuit
+from .dtypes import AUTOCAST_DTYPES, resolve_autocast
 from .errors import NodepruneError
 from .evaluation import SplitReference
 from .gate_init import gate_attribution, start_from_scores
@@ -131,6 +132,9 @@ class Discovery(ClosedOnExit):
     def _set_up(self) -> None:
         config, loaded = self.config, self.loaded
         device = loaded.device
+        #: What ``--autocast`` means on this machine (``auto`` resolved once; recorded
+        #: in the circuit file, since the same config runs differently elsewhere).
+        self.autocast = resolve_autocast(config.autocast, device.type, config.dtype)
         self.gates = GateSet(
             loaded.dims,
             config.granularities,
@@ -242,12 +246,13 @@ class Discovery(ClosedOnExit):
         """The target's quantity for the binarised circuit at the current gates."""
         assert self.target is not None
         started = time.perf_counter()
-        value = measure(self.target, self.masks_at(0.0), self.probe)
+        with self._autocast():  # the selection's measurements run in the same precision
+            value = measure(self.target, self.masks_at(0.0), self.probe)
         self.phase_seconds["measure_seconds"] += time.perf_counter() - started
         return value
 
     def _autocast(self) -> AbstractContextManager[object]:
-        dtype = AUTOCAST_DTYPES[self.config.autocast]
+        dtype = AUTOCAST_DTYPES[self.autocast]
         if dtype is None:
             return nullcontext()
         return torch.autocast(device_type=self.loaded.device.type, dtype=dtype)
@@ -398,14 +403,16 @@ class Discovery(ClosedOnExit):
                     # cost of a third of a pass over every validation prompt.
                     return few.pruning_harm(self.masks_at(0.0), kind)
 
-            self.selection = select_threshold(
-                self.target,
-                self.gates.log_alphas(),
-                self.masks_of,
-                probe,
-                tiebreak=tiebreak,
-                early_after=self.config.n_val_controller,
-            )
+            # Validation passes in the training precision; the test scores stay in --dtype.
+            with self._autocast():
+                self.selection = select_threshold(
+                    self.target,
+                    self.gates.log_alphas(),
+                    self.masks_of,
+                    probe,
+                    tiebreak=tiebreak,
+                    early_after=self.config.n_val_controller,
+                )
             self.phase_seconds["selection_seconds"] = time.perf_counter() - started
         return self.masks_of(self.selection.kept)
 

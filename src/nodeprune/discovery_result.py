@@ -46,6 +46,8 @@ def read_circuit(run: Any) -> Circuit:
     first_tokens = torch.cat([run.data.train.clean_ids[:, 0], run.data.test.clean_ids[:, 0]])
     c.extra = {
         "data": run.data.counts,
+        # The precision of the training and validation passes (``auto`` resolved here).
+        "autocast": run.autocast,
         # EAP-IG and MIB prepend a BOS token; exports say whether these prompts had one.
         BOS_KEY: prompts_start_with_bos(first_tokens.tolist(), run.loaded.tokenizer),
         "scores": scores,

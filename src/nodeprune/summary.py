@@ -117,7 +117,7 @@ def circuit_summary(circuit: Circuit) -> str:
     target = target_line(circuit)
     experts = expert_table(circuit)
     experts = f"\n\nrouted experts kept, per layer:\n{experts}" if experts else ""
-    took = timing_line(circuit.timings)
+    took = timing_line(circuit.timings, circuit.extra.get("autocast"))
     return f"{head}\n\n{granularity_table(circuit)}{experts}\n\n{metrics}{target}{warn}{took}"
 
 
@@ -130,15 +130,17 @@ PHASES = (
 )
 
 
-def timing_line(timings: dict[str, float]) -> str:
-    """Where a run's time went, when its file says (older files time the training only)."""
+def timing_line(timings: dict[str, float], autocast: object = None) -> str:
+    """Where a run's time went, when its file says (older files time the training only),
+    and in which precision training and validation ran when it was mixed."""
     parts = [f"{label} {timings[key]:.0f} s" for key, label in PHASES if key in timings]
     if len(parts) < 2:
         return ""
     measured = timings.get("measure_seconds")
     if measured:
         parts[1] += f" (of it {measured:.0f} s validation measurements)"
-    return "\n\ntime: " + ", ".join(parts)
+    mixed = f"; training and validation in {autocast} autocast, test without it"
+    return "\n\ntime: " + ", ".join(parts) + (mixed if autocast not in (None, "off") else "")
 
 
 #: How far the test faithfulness may fall from a faithfulness target before the summary

@@ -40,8 +40,9 @@ HELP = {
     "filter": "keep only examples the full model answers correctly",
     "device": "cpu, cuda, cuda:1, mps ...",
     "dtype": "float32, bfloat16 or float16 model weights (gates stay fp32)",
-    "autocast": "off, bfloat16 or float16: mixed precision for the training passes "
-    "(evaluation stays in --dtype)",
+    "autocast": "auto, off, bfloat16 or float16: mixed precision for the training and "
+    "validation passes (test scores stay in --dtype); auto is bfloat16 on hardware with "
+    "native bf16 (x86 avx512_bf16 or amx_bf16, CUDA with bf16) and off elsewhere",
     "target_faithfulness": "find the smallest circuit whose normalized faithfulness on the "
     "validation prompts is at least this (in (0, 1]); the sparsity weight is then steered "
     "and lam only sets its starting point",
