@@ -246,7 +246,7 @@ class Discovery(ClosedOnExit):
         """The target's quantity for the binarised circuit at the current gates."""
         assert self.target is not None
         started = time.perf_counter()
-        with self._autocast():  # the selection's measurements run in the same precision
+        with self._autocast():  # the controller measures in the training precision
             value = measure(self.target, self.masks_at(0.0), self.probe)
         self.phase_seconds["measure_seconds"] += time.perf_counter() - started
         return value
