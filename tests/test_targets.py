@@ -52,10 +52,14 @@ def test_faithfulness_target_is_met_by_the_smallest_circuit(trained, granulariti
     same = all(bool((higher[g] == circuit.masks[g]).all()) for g in circuit.masks)
     if not same:
         assert measure(Target("faithfulness", 0.8), higher, d.selection_probe) < 0.8
-    # Held-out prompts: the estimate is near the target and its interval holds it.
+    # Held-out prompts: the estimate is near the target, and its interval holds what the
+    # validation prompts measured. Not the target itself: the smallest circuit meeting 0.8
+    # can sit well above it when removing the next unit drops below 0.8 (on this tiny
+    # model one step of the threshold went from 0.88 to under 0.8).
     m = circuit.metrics
     assert abs(m["normalized_faithfulness"] - 0.8) < 0.15
-    assert m["normalized_faithfulness_low"] < 0.8 < m["normalized_faithfulness_high"] + 0.1
+    low, high = m["normalized_faithfulness_low"], m["normalized_faithfulness_high"]
+    assert low - 0.05 < target["validation"] < high + 0.05
     # The controller moved the sparsity weight, and said so.
     weights = [h["weight"] for h in circuit.extra["target_history"]]
     assert len(weights) >= 3 and len(set(weights)) > 1
